@@ -1,0 +1,48 @@
+# Two commands on a fresh machine: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint typecheck unit bench install install-dev lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.main: $(BIN)/python requirements/main.lock pyproject.toml
+	$(BIN)/pip install -q -r requirements/main.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+$(VENV)/.dev: $(BIN)/python requirements/dev.lock pyproject.toml
+	$(BIN)/pip install -q -r requirements/dev.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@ $(VENV)/.main
+
+install: $(VENV)/.main
+install-dev: $(VENV)/.dev
+
+## Build the demo environment (once) and serve it.
+demo: install
+	$(BIN)/tally demo
+
+## Lint, type-check and run every test.
+test: install-dev
+	bash scripts/test-deps.sh
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+## Benchmarks (not part of `make test`).
+bench: install-dev
+	bash scripts/bench-deps.sh
+	$(BIN)/python bench/run.py
+
+## Re-pin the dependencies after changing pyproject.toml.
+lock: $(BIN)/python
+	$(BIN)/pip install -q uv
+	$(BIN)/uv pip compile pyproject.toml -q --python-version 3.11 -o requirements/main.lock
+	$(BIN)/uv pip compile pyproject.toml -q --python-version 3.11 --extra dev -o requirements/dev.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,44 @@
+"""The ASGI application: every facade's routes, plus health, OpenAPI and docs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from tally.api.base import Facade, JSONResponse
+from tally.api.openapi import build_openapi, docs_page
+from tally.api.tally import TallyAPI
+from tally.service import Tally
+
+#: The API families, in routing order. A new vendor API is one module plus one entry here.
+FACADES: list[type[Facade]] = [TallyAPI]
+
+
+def create_app(tally: Tally, facades: list[type[Facade]] | None = None) -> Starlette:
+    instances = [cls(tally) for cls in (facades or FACADES)]
+    document: dict[str, Any] = build_openapi(instances)
+    page = docs_page(document)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(page)
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
+    ]
+    for facade in instances:
+        routes.extend(facade.routes())
+    app = Starlette(routes=routes)
+    app.state.tally = tally
+    return app

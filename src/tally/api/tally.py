@@ -1,0 +1,447 @@
+"""Tally's own API: the directory, tokens and events (``/api/v1/orgs/...``), RFC 9457 errors."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from starlette.responses import Response
+
+from tally.api.base import Call, Facade, JSONResponse, Operation, Param, decode_json
+from tally.engine.ingest import IngestResult
+from tally.errors import BadRequest, NotFound, TallyError, UnsupportedMediaType
+from tally.model.directory import (
+    App,
+    AppInput,
+    Department,
+    DepartmentInput,
+    Directory,
+    Member,
+    MemberInput,
+    Organization,
+    OrgInput,
+    Workspace,
+    WorkspaceInput,
+)
+from tally.model.events import StoredEvent
+from tally.timeutil import from_micros, parse_instant, to_micros, zone
+from tally.tokens import Scope, TokenRecord
+
+PROBLEM_TYPE = "urn:tally:problem:"
+ORG = "/api/v1/orgs/{org}"
+EVENT_MEDIA = ("application/json", "application/x-ndjson", "application/ndjson", "")
+
+
+class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
+    scopes: list[str]
+
+
+class TallyAPI(Facade):
+    name = "tally"
+    tag = "Tally"
+
+    # -- errors ----------------------------------------------------------------------------
+    def render_error(self, error: TallyError, call: Call | None, request_id: str) -> Response:
+        slug = error.title.lower().replace(" ", "-")
+        body: dict[str, Any] = {
+            "type": PROBLEM_TYPE + slug,
+            "title": error.title,
+            "status": error.status,
+            "detail": error.detail,
+            "request_id": request_id,
+        }
+        if error.field:
+            body["errors"] = [{"field": error.field, "message": error.detail}]
+        if error.errors:
+            body["errors"] = error.errors
+        return JSONResponse(body, status_code=error.status, media_type="application/problem+json")
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _allowed(self, call: Call, scope: Scope) -> tuple[str, TokenRecord]:
+        """The org of the path, after checking the caller's token may use ``scope`` there."""
+        token = self.tally.access.authenticate(call.bearer())
+        org_id = call.path("org")
+        exists = self.tally.directory.get(org_id) is not None if token.org is None else True
+        self.tally.access.authorize(token, org_id, scope, org_exists=exists)
+        return org_id, token
+
+    def _directory(self, call: Call, scope: Scope) -> Directory:
+        org_id, _ = self._allowed(call, scope)
+        return self.tally.directory.require(org_id)
+
+    # -- organizations ---------------------------------------------------------------------
+    def put_org(self, call: Call) -> Response:
+        token = self.tally.access.authenticate(call.bearer())
+        self.tally.access.require_environment_admin(token)
+        org_id = call.path("org")
+        body = decode_json(call.body, OrgInput)
+        has_events = self.tally.directory.get(org_id) is not None and (
+            self.tally.store.count_events(org_id) > 0
+        )
+        org = self.tally.directory.put_org(org_id, body, has_events=has_events)
+        return JSONResponse(org)
+
+    def list_orgs(self, call: Call) -> Response:
+        token = self.tally.access.authenticate(call.bearer())
+        orgs = self.tally.directory.orgs()
+        if token.org is not None:
+            orgs = [o for o in orgs if o.id == token.org and "read" in token.scopes]
+        return JSONResponse(orgs)
+
+    def get_org(self, call: Call) -> Response:
+        return JSONResponse(self._directory(call, "read").org)
+
+    # -- departments -----------------------------------------------------------------------
+    def put_department(self, call: Call) -> Response:
+        org_id, _ = self._allowed(call, "admin")
+        body = decode_json(call.body, DepartmentInput)
+        return JSONResponse(self.tally.directory.put_department(org_id, call.path("id"), body))
+
+    def list_departments(self, call: Call) -> Response:
+        return JSONResponse(list(self._directory(call, "read").departments.values()))
+
+    def get_department(self, call: Call) -> Response:
+        return JSONResponse(_one(self._directory(call, "read").departments, call, "department"))
+
+    # -- members ---------------------------------------------------------------------------
+    def put_member(self, call: Call) -> Response:
+        org_id, _ = self._allowed(call, "admin")
+        body = decode_json(call.body, MemberInput)
+        member = self.tally.directory.put_member(org_id, call.path("id"), body)
+        return JSONResponse(self._member(member, self.tally.directory.require(org_id)))
+
+    def list_members(self, call: Call) -> Response:
+        directory = self._directory(call, "read")
+        return JSONResponse([self._member(m, directory) for m in directory.members.values()])
+
+    def get_member(self, call: Call) -> Response:
+        directory = self._directory(call, "read")
+        return JSONResponse(self._member(_one(directory.members, call, "member"), directory))
+
+    def _member(self, member: Member, directory: Directory) -> dict[str, Any]:
+        tz = directory.org.timezone
+        current = member.version_at(self.tally.settings.clock())
+        return {
+            "id": member.id,
+            "name": member.name,
+            "email": member.email,
+            "developer": current.developer,
+            "departments": list(current.departments),
+            "created_at": _time(member.created_at, tz),
+            "deleted_at": _time(member.deleted_at, tz),
+            "versions": [
+                {
+                    "effective_at": _time(v.effective_at, tz),
+                    "developer": v.developer,
+                    "departments": list(v.departments),
+                }
+                for v in member.versions
+            ],
+        }
+
+    # -- workspaces ------------------------------------------------------------------------
+    def put_workspace(self, call: Call) -> Response:
+        org_id, _ = self._allowed(call, "admin")
+        body = decode_json(call.body, WorkspaceInput)
+        workspace = self.tally.directory.put_workspace(org_id, call.path("id"), body)
+        return JSONResponse(_workspace(workspace, self.tally.directory.require(org_id).org))
+
+    def list_workspaces(self, call: Call) -> Response:
+        directory = self._directory(call, "read")
+        return JSONResponse([_workspace(w, directory.org) for w in directory.workspaces.values()])
+
+    def get_workspace(self, call: Call) -> Response:
+        directory = self._directory(call, "read")
+        return JSONResponse(
+            _workspace(_one(directory.workspaces, call, "workspace"), directory.org)
+        )
+
+    # -- apps ------------------------------------------------------------------------------
+    def put_app(self, call: Call) -> Response:
+        org_id, _ = self._allowed(call, "admin")
+        body = decode_json(call.body, AppInput)
+        app = self.tally.directory.put_app(org_id, call.path("id"), body)
+        return JSONResponse(_app(app, self.tally.directory.require(org_id).org))
+
+    def list_apps(self, call: Call) -> Response:
+        directory = self._directory(call, "read")
+        return JSONResponse([_app(a, directory.org) for a in directory.apps.values()])
+
+    def get_app(self, call: Call) -> Response:
+        directory = self._directory(call, "read")
+        return JSONResponse(_app(_one(directory.apps, call, "app"), directory.org))
+
+    # -- tokens ----------------------------------------------------------------------------
+    def create_token(self, call: Call) -> Response:
+        org_id, _ = self._allowed(call, "admin")
+        body = decode_json(call.body, TokenRequest)
+        secret, record = self.tally.access.create_token(org_id, body.scopes)
+        return JSONResponse(
+            {"token": secret, **_token(record, self.tally.directory.require(org_id).org)},
+            status_code=201,
+        )
+
+    def list_tokens(self, call: Call) -> Response:
+        # Listing tokens (ids and scopes, never secrets) is an admin matter, not a read one.
+        org_id, _ = self._allowed(call, "admin")
+        org = self.tally.directory.require(org_id).org
+        return JSONResponse([_token(t, org) for t in self.tally.access.tokens_of(org_id)])
+
+    # -- events ----------------------------------------------------------------------------
+    def post_events(self, call: Call) -> Response:
+        org_id, _ = self._allowed(call, "ingest")
+        content_type = call.header("content-type") or ""
+        if content_type.split(";")[0].strip().lower() not in EVENT_MEDIA:
+            raise UnsupportedMediaType(
+                "send events as application/json (an array) or application/x-ndjson"
+            )
+        result: IngestResult = self.tally.ingestor.ingest_body(org_id, call.body, content_type)
+        return JSONResponse(result)
+
+    def list_events(self, call: Call) -> Response:
+        directory = self._directory(call, "read")
+        limit = _int_param(call, "limit", 100, 1, self.tally.settings.events_page_max)
+        start, end = _instant_param(call, "start"), _instant_param(call, "end")
+        after = _cursor(call.query("cursor"))
+        rows = self.tally.store.list_events(
+            directory.org.id, start_us=start, end_us=end, after=after, limit=limit
+        )
+        next_cursor = f"{rows[-1].ts}:{rows[-1].id}" if len(rows) == limit else None
+        tz = directory.org.timezone
+        return JSONResponse({"events": [_event(r, tz) for r in rows], "next_cursor": next_cursor})
+
+    # -- the table -------------------------------------------------------------------------
+    def operations(self) -> list[Operation]:
+        org = Param("org", "path", True, "Organization id")
+        oid = Param("id", "path", True, "Object id")
+        return [
+            Operation(
+                "GET",
+                "/api/v1/orgs",
+                self.list_orgs,
+                "List organizations the token sees",
+                response=list[Organization],
+            ),
+            Operation(
+                "PUT",
+                ORG,
+                self.put_org,
+                "Create or replace an organization (environment admin)",
+                params=[org],
+                body=OrgInput,
+                response=Organization,
+            ),
+            Operation(
+                "GET", ORG, self.get_org, "Get an organization", params=[org], response=Organization
+            ),
+            *self._crud(
+                "departments",
+                DepartmentInput,
+                Department,
+                org,
+                oid,
+                self.put_department,
+                self.get_department,
+                self.list_departments,
+            ),
+            *self._crud(
+                "members",
+                MemberInput,
+                dict[str, Any],
+                org,
+                oid,
+                self.put_member,
+                self.get_member,
+                self.list_members,
+            ),
+            *self._crud(
+                "workspaces",
+                WorkspaceInput,
+                dict[str, Any],
+                org,
+                oid,
+                self.put_workspace,
+                self.get_workspace,
+                self.list_workspaces,
+            ),
+            *self._crud(
+                "apps",
+                AppInput,
+                dict[str, Any],
+                org,
+                oid,
+                self.put_app,
+                self.get_app,
+                self.list_apps,
+            ),
+            Operation(
+                "POST",
+                f"{ORG}/tokens",
+                self.create_token,
+                "Create a token (its secret is shown once)",
+                params=[org],
+                body=TokenRequest,
+                response=dict[str, Any],
+                status=201,
+            ),
+            Operation(
+                "GET",
+                f"{ORG}/tokens",
+                self.list_tokens,
+                "List the organization's tokens (never their secrets)",
+                params=[org],
+                response=list[dict[str, Any]],
+            ),
+            Operation(
+                "POST",
+                f"{ORG}/events",
+                self.post_events,
+                "Ingest events (a JSON array, or NDJSON as application/x-ndjson)",
+                params=[org],
+                body={
+                    "application/json": {"type": "array", "items": {"type": "object"}},
+                    "application/x-ndjson": {"type": "string"},
+                },
+                response=IngestResult,
+            ),
+            Operation(
+                "GET",
+                f"{ORG}/events",
+                self.list_events,
+                "List stored events, by time",
+                params=[
+                    org,
+                    Param("start", description="RFC 3339, inclusive"),
+                    Param("end", description="RFC 3339, exclusive"),
+                    Param("limit", schema={"type": "integer", "minimum": 1}),
+                    Param("cursor", description="next_cursor of the previous page"),
+                ],
+                response=dict[str, Any],
+            ),
+        ]
+
+    @staticmethod
+    def _crud(
+        kind: str, body: Any, out: Any, org: Param, oid: Param, put: Any, get: Any, lst: Any
+    ) -> list[Operation]:
+        one = f"{ORG}/{kind}/{{id}}"
+        return [
+            Operation(
+                "PUT",
+                one,
+                put,
+                f"Create or replace one of {kind}",
+                params=[org, oid],
+                body=body,
+                response=out,
+            ),
+            Operation("GET", one, get, f"Get one of {kind}", params=[org, oid], response=out),
+            Operation(
+                "GET", f"{ORG}/{kind}", lst, f"List {kind}", params=[org], response=list[out]
+            ),
+        ]
+
+
+def _one(objects: Any, call: Call, kind: str) -> Any:
+    found = objects.get(call.path("id"))
+    if found is None:
+        raise NotFound(f'{kind} "{call.path("id")}" does not exist')
+    return found
+
+
+def _time(instant: datetime | None, tz: str) -> str | None:
+    return None if instant is None else instant.astimezone(zone(tz)).isoformat()
+
+
+def _workspace(workspace: Workspace, org: Organization) -> dict[str, Any]:
+    tz = org.timezone
+    return {
+        "id": workspace.id,
+        "name": workspace.name,
+        "created_at": _time(workspace.created_at, tz),
+        "deleted_at": _time(workspace.deleted_at, tz),
+        "members": [
+            {"member": m.member, "since": _time(m.since, tz), "until": _time(m.until, tz)}
+            for m in workspace.members
+        ],
+    }
+
+
+def _app(app: App, org: Organization) -> dict[str, Any]:
+    tz = org.timezone
+    return {
+        "id": app.id,
+        "name": app.name,
+        "creator": app.creator,
+        "created_at": _time(app.created_at, tz),
+        "deleted_at": _time(app.deleted_at, tz),
+    }
+
+
+def _token(record: TokenRecord, org: Organization) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "scopes": list(record.scopes),
+        "created_at": _time(record.created_at, org.timezone),
+    }
+
+
+_EVENT_FIELDS = (
+    "ide",
+    "language",
+    "chat_type",
+    "source",
+    "accepted",
+    "lines_suggested",
+    "lines_accepted",
+    "lines_changed",
+    "workspace",
+    "app",
+    "resource",
+    "delta",
+    "records",
+)
+
+
+def _event(row: StoredEvent, tz: str) -> dict[str, Any]:
+    """A stored event in the shape it was sent (time in the org's offset)."""
+    out: dict[str, Any] = {
+        "id": row.id,
+        "time": _time(from_micros(row.ts), tz),
+        "type": row.type,
+        "member": row.member,
+    }
+    for name in _EVENT_FIELDS:
+        value = getattr(row, name)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def _int_param(call: Call, name: str, default: int, low: int, high: int) -> int:
+    raw = call.query(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise BadRequest(f"{name} must be an integer from {low} to {high}", field=name)
+    return int(raw)
+
+
+def _instant_param(call: Call, name: str) -> int | None:
+    raw = call.query(name)
+    if raw is None:
+        return None
+    try:
+        return to_micros(parse_instant(raw))
+    except ValueError as exc:
+        raise BadRequest(f"{name} {exc}", field=name) from exc
+
+
+def _cursor(raw: str | None) -> tuple[int, str] | None:
+    if raw is None:
+        return None
+    ts, sep, event_id = raw.partition(":")
+    if not sep or not ts.lstrip("-").isdigit():
+        raise BadRequest("cursor must be the next_cursor of a previous page", field="cursor")
+    return int(ts), event_id

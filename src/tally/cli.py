@@ -1,0 +1,248 @@
+"""The ``tally`` command: each subcommand is a thin layer over the library (``tally.service``).
+
+``tally import`` calls the same ingest function as ``POST .../events``; ``tally token create``
+the same function as ``POST .../tokens``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import msgspec
+
+from tally.engine.ingest import IngestResult
+from tally.errors import TallyError
+from tally.model.events import DecodedItem, Event, decode_item, explain
+from tally.service import Tally
+from tally.settings import Settings
+from tally.tokens import SCOPES
+
+IMPORT_CHUNK = 50_000
+db_option = click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="DuckDB file (default: $TALLY_DB_PATH or ./tally.duckdb).",
+)
+
+
+@click.group()
+@click.version_option(package_name="tally-stats")
+def cli() -> None:
+    """Tally: self-hosted usage statistics behind the vendor statistics APIs."""
+
+
+def _open(db_path: Path | None, **overrides: Any) -> Tally:
+    try:
+        return Tally(Settings.from_env(db_path=db_path, **overrides))
+    except TallyError as exc:
+        raise click.ClickException(exc.detail) from exc
+
+
+@cli.command()
+@db_option
+@click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8000).")
+def serve(db_path: Path | None, host: str | None, port: int | None) -> None:
+    """Serve the APIs over HTTP."""
+    tally = _open(db_path, host=host, port=port)
+    run_server(tally)
+
+
+def run_server(tally: Tally) -> None:
+    import uvicorn
+
+    from tally.api.app import create_app
+
+    secret = tally.access.bootstrap_admin(tally.settings.admin_token)
+    if secret:
+        click.echo(f"Environment admin token (shown once, keep it): {secret}")
+    settings = tally.settings
+    click.echo(f"Tally serving {settings.db_path} at http://{settings.host}:{settings.port}")
+    try:
+        uvicorn.run(
+            create_app(tally),
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        tally.close()
+
+
+@cli.group()
+def token() -> None:
+    """Manage API tokens."""
+
+
+@token.command("create")
+@db_option
+@click.option("--org", "org_id", required=True, help="Organization id.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(SCOPES),
+    help="Scope to grant (repeat for several).",
+)
+def token_create(db_path: Path | None, org_id: str, scopes: tuple[str, ...]) -> None:
+    """Create a token for ORG and print it (it is shown only this once)."""
+    with _open(db_path) as tally:
+        if tally.directory.get(org_id) is None:
+            raise click.ClickException(f'organization "{org_id}" does not exist')
+        secret, _ = tally.access.create_token(org_id, list(scopes))
+        click.echo(secret)
+
+
+@cli.command("import")
+@db_option
+@click.option("--org", "org_id", required=True, help="Organization id.")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+def import_(db_path: Path | None, org_id: str, files: tuple[Path, ...]) -> None:
+    """Import events from NDJSON, JSON (an array) or Parquet FILES.
+
+    Validation and idempotency are those of POST /api/v1/orgs/{org}/events: re-importing a file
+    stores nothing twice.
+    """
+    with _open(db_path) as tally:
+        if tally.directory.get(org_id) is None:
+            raise click.ClickException(f'organization "{org_id}" does not exist')
+        total = IngestResult(0, 0, [])
+        for path in files:
+            result = import_file(tally, org_id, path)
+            for rejection in result.rejected[:50]:
+                click.echo(f"{path}:{rejection.index}: {rejection.id}: {rejection.error}", err=True)
+            if len(result.rejected) > 50:
+                click.echo(f"{path}: ... {len(result.rejected) - 50} more rejected", err=True)
+            total = total.merge(result)
+        click.echo(
+            f"accepted {total.accepted}, duplicates {total.duplicates}, "
+            f"rejected {len(total.rejected)}"
+        )
+        if total.rejected:
+            sys.exit(1)
+
+
+def import_file(tally: Tally, org_id: str, path: Path) -> IngestResult:
+    """Ingest one file in chunks, with a progress bar on stderr."""
+    result = IngestResult(0, 0, [])
+    chunks, length = _read_chunks(path)
+    with click.progressbar(length=length, label=path.name, file=sys.stderr) as bar:
+        for items, progress in chunks:
+            result = result.merge(tally.ingestor.ingest_items(org_id, items))
+            bar.update(progress)
+    return result
+
+
+def _read_chunks(path: Path) -> tuple[Iterator[tuple[list[DecodedItem], int]], int]:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        parquet = pq.ParquetFile(path)
+        return _parquet_chunks(parquet), parquet.metadata.num_rows
+    if suffix == ".json":
+        return _json_chunks(path), 1
+    return _ndjson_chunks(path), path.stat().st_size
+
+
+def _ndjson_chunks(path: Path) -> Iterator[tuple[list[DecodedItem], int]]:
+    items: list[DecodedItem] = []
+    size = 0
+    with path.open("rb") as handle:
+        for index, line in enumerate(handle):
+            size += len(line)
+            if line.strip():
+                items.append(decode_item(index, line))
+            if len(items) >= IMPORT_CHUNK:
+                yield items, size
+                items, size = [], 0
+    yield items, size
+
+
+def _json_chunks(path: Path) -> Iterator[tuple[list[DecodedItem], int]]:
+    from tally.model.events import decode_json_array
+
+    try:
+        items = list(decode_json_array(path.read_bytes()))
+    except ValueError as exc:
+        raise click.ClickException(f"{path}: {exc}") from exc
+    for start in range(0, len(items), IMPORT_CHUNK):
+        yield items[start : start + IMPORT_CHUNK], 0
+    yield [], 1
+
+
+def _parquet_chunks(parquet: Any) -> Iterator[tuple[list[DecodedItem], int]]:
+    index = 0
+    for batch in parquet.iter_batches(batch_size=IMPORT_CHUNK):
+        items = []
+        for row in batch.to_pylist():
+            items.append(_convert_row(index, {k: v for k, v in row.items() if v is not None}))
+            index += 1
+        yield items, batch.num_rows
+
+
+def _convert_row(index: int, row: dict[str, Any]) -> DecodedItem:
+    """A Parquet row through the same typed validation as a JSON item."""
+    if isinstance(row.get("time"), str):
+        return decode_item(index, msgspec.json.encode(row))
+    try:
+        return DecodedItem(index, msgspec.convert(row, Event))
+    except msgspec.ValidationError as exc:
+        raw_id = row.get("id")
+        return DecodedItem(
+            index, None, explain(str(exc)), raw_id if isinstance(raw_id, str) else None
+        )
+
+
+@cli.command()
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("tally-demo.duckdb"),
+    show_default=True,
+    help="Demo DuckDB file.",
+)
+@click.option("--fresh", is_flag=True, help="Rebuild the demo file even if it exists.")
+@click.option("--no-serve", is_flag=True, help="Build the demo data, then exit.")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--members", type=int, default=500, show_default=True)
+@click.option("--days", type=int, default=180, show_default=True)
+@click.option("--host", default=None)
+@click.option("--port", type=int, default=None)
+def demo(
+    db_path: Path,
+    fresh: bool,
+    no_serve: bool,
+    seed: int,
+    members: int,
+    days: int,
+    host: str | None,
+    port: int | None,
+) -> None:
+    """Build a realistic demo environment into its own file, then serve it."""
+    from tally.demo import build_demo, demo_instructions
+
+    if fresh and db_path.exists():
+        db_path.unlink()
+        Path(f"{db_path}.wal").unlink(missing_ok=True)
+    tally = _open(db_path, host=host, port=port)
+    if not tally.directory.orgs():
+        click.echo(f"Building demo data into {db_path} ...")
+        summary = build_demo(tally, seed=seed, members=members, days=days)
+        click.echo(summary)
+    click.echo(demo_instructions(tally))
+    if no_serve:
+        tally.close()
+        return
+    run_server(tally)

@@ -1,0 +1,101 @@
+"""Who may do what: token creation, the environment admin's bootstrap, and authentication.
+
+Tokens are looked up by the hash of the presented secret; the final comparison is constant-time.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from tally.errors import BadRequest, Forbidden, InvalidToken, NotFound, Unauthorized
+from tally.settings import Clock
+from tally.stores.base import Store
+from tally.tokens import SCOPES, Scope, TokenRecord, hash_secret, matches, new_token, public_id
+
+
+class AccessService:
+    """Creates tokens and answers "which token is this, and may it do that?"."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._by_hash: dict[str, TokenRecord] = {}
+        self._reload()
+
+    def _reload(self) -> None:
+        self._by_hash = {t.hash: t for t in self._store.list_tokens()}
+
+    # -- the environment admin -------------------------------------------------------------
+    def bootstrap_admin(self, configured: str) -> str | None:
+        """Make sure an environment admin token exists.
+
+        With ``configured`` (``TALLY_ADMIN_TOKEN``) its hash is kept in memory only. Without it,
+        a token is generated at the first start and returned (to be printed once); only its hash
+        is stored, so later starts return ``None``.
+        """
+        if configured:
+            record = TokenRecord(
+                id=public_id(configured),
+                hash=hash_secret(configured),
+                org=None,
+                scopes=SCOPES,
+                created_at=self._clock(),
+            )
+            with self._lock:
+                self._by_hash[record.hash] = record
+            return None
+        with self._lock:
+            if any(t.org is None for t in self._by_hash.values()):
+                return None
+            secret, record = new_token(None, SCOPES, self._clock())
+            self._store.add_token(record)
+            self._by_hash[record.hash] = record
+        return secret
+
+    # -- organization tokens ---------------------------------------------------------------
+    def create_token(self, org_id: str, scopes: list[str]) -> tuple[str, TokenRecord]:
+        """A new token of ``org_id`` with ``scopes``; the secret is returned once, here."""
+        unknown = [s for s in scopes if s not in SCOPES]
+        if not scopes or unknown:
+            raise BadRequest(
+                f"scopes must be a non-empty list of: {', '.join(SCOPES)}", field="scopes"
+            )
+        ordered = tuple(s for s in SCOPES if s in scopes)
+        secret, record = new_token(org_id, ordered, self._clock())
+        with self._lock:
+            self._store.add_token(record)
+            self._by_hash[record.hash] = record
+        return secret, record
+
+    def tokens_of(self, org_id: str) -> list[TokenRecord]:
+        return [t for t in self._store.list_tokens() if t.org == org_id]
+
+    # -- checking --------------------------------------------------------------------------
+    def authenticate(self, secret: str | None) -> TokenRecord:
+        """The token for ``secret``; ``Unauthorized`` without one, ``InvalidToken`` if unknown."""
+        if not secret:
+            raise Unauthorized("this call needs a token")
+        record = self._by_hash.get(hash_secret(secret))
+        if record is None or not matches(secret, record):
+            raise InvalidToken("the token is not valid")
+        return record
+
+    @staticmethod
+    def authorize(token: TokenRecord, org_id: str, scope: Scope, *, org_exists: bool) -> None:
+        """Check ``token`` may use ``scope`` in ``org_id``.
+
+        An org token naming another org gets the same 403 whether or not that org exists, so it
+        learns nothing about other organizations; only the environment admin gets a 404.
+        """
+        if token.org is not None and token.org != org_id:
+            raise Forbidden("this token does not grant access to that organization")
+        if token.org is None and not org_exists:
+            raise NotFound(f'organization "{org_id}" does not exist')
+        if not token.allows(org_id, scope):
+            raise Forbidden(f'this token lacks the "{scope}" scope')
+
+    @staticmethod
+    def require_environment_admin(token: TokenRecord) -> None:
+        if token.org is not None:
+            raise Forbidden("this call needs the environment admin's token")

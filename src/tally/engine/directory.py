@@ -1,0 +1,211 @@
+"""Directory writes with their rules (references exist, no cycles, versions by ``effective_at``)
+and a per-organization snapshot cache that every reader shares."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+
+from tally.errors import BadRequest, Conflict, NotFound
+from tally.model.directory import (
+    App,
+    AppInput,
+    Department,
+    DepartmentInput,
+    Directory,
+    Member,
+    MemberInput,
+    MemberVersion,
+    Organization,
+    OrgInput,
+    Workspace,
+    WorkspaceInput,
+    WorkspaceMembership,
+)
+from tally.settings import Clock
+from tally.stores.base import Store
+from tally.timeutil import is_valid_zone
+
+
+class DirectoryService:
+    """Reads and writes the directory; writes are serialised, reads come from a snapshot."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._snapshots: dict[str, Directory] = {}
+
+    # -- reading ---------------------------------------------------------------------------
+    def get(self, org_id: str) -> Directory | None:
+        """The organization's directory snapshot (cached until the next write), or ``None``."""
+        snapshot = self._snapshots.get(org_id)
+        if snapshot is None:
+            with self._lock:
+                snapshot = self._store.load_directory(org_id)
+                if snapshot is not None:
+                    self._snapshots[org_id] = snapshot
+        return snapshot
+
+    def require(self, org_id: str) -> Directory:
+        snapshot = self.get(org_id)
+        if snapshot is None:
+            raise NotFound(f'organization "{org_id}" does not exist')
+        return snapshot
+
+    def orgs(self) -> list[Organization]:
+        return self._store.list_orgs()
+
+    def org_by_domain(self, domain: str) -> Organization | None:
+        return next((o for o in self._store.list_orgs() if o.domain == domain), None)
+
+    def _changed(self, org_id: str) -> None:
+        self._snapshots.pop(org_id, None)
+
+    # -- writing ---------------------------------------------------------------------------
+    def put_org(self, org_id: str, body: OrgInput, *, has_events: bool) -> Organization:
+        if not is_valid_zone(body.timezone):
+            raise BadRequest(
+                f'timezone "{body.timezone}" is not an IANA time zone name', field="timezone"
+            )
+        with self._lock:
+            holder = self.org_by_domain(body.domain)
+            if holder is not None and holder.id != org_id:
+                raise Conflict(f'domain "{body.domain}" belongs to another organization')
+            current = self._store.get_org(org_id)
+            if current and current.timezone != body.timezone and has_events:
+                raise Conflict(
+                    "the time zone of an organization that already has events cannot change:"
+                    " its days would move under the stored statistics"
+                )
+            org = Organization(
+                id=org_id, name=body.name, domain=body.domain, timezone=body.timezone
+            )
+            self._store.put_org(org)
+            self._changed(org_id)
+        return org
+
+    def put_department(self, org_id: str, dept_id: str, body: DepartmentInput) -> Department:
+        with self._lock:
+            directory = self.require(org_id)
+            if body.parent is not None:
+                if body.parent not in directory.departments:
+                    raise BadRequest(f'unknown parent department "{body.parent}"', field="parent")
+                if body.parent == dept_id or dept_id in directory.ancestors(body.parent):
+                    raise BadRequest(
+                        f'department "{dept_id}" cannot be placed under its own descendant'
+                        f' "{body.parent}"',
+                        field="parent",
+                    )
+            department = Department(id=dept_id, name=body.name, parent=body.parent)
+            self._store.put_department(org_id, department)
+            self._changed(org_id)
+        return department
+
+    def put_member(self, org_id: str, member_id: str, body: MemberInput) -> Member:
+        now = self._clock()
+        with self._lock:
+            directory = self.require(org_id)
+            unknown = [d for d in body.departments if d not in directory.departments]
+            if unknown:
+                raise BadRequest(f'unknown department "{unknown[0]}"', field="departments")
+            departments = tuple(dict.fromkeys(body.departments))
+            current = directory.members.get(member_id)
+            created_at = body.created_at or (current.created_at if current else now)
+            _check_order(created_at, body.deleted_at, "created_at", "deleted_at")
+            version = MemberVersion(
+                effective_at=body.effective_at or now,
+                developer=body.developer,
+                departments=departments,
+            )
+            member = Member(
+                id=member_id,
+                name=body.name,
+                email=body.email,
+                created_at=created_at,
+                deleted_at=body.deleted_at,
+                versions=merge_version(current.versions if current else (), version),
+            )
+            self._store.put_member(org_id, member)
+            self._changed(org_id)
+        return member
+
+    def put_workspace(self, org_id: str, workspace_id: str, body: WorkspaceInput) -> Workspace:
+        now = self._clock()
+        with self._lock:
+            directory = self.require(org_id)
+            current = directory.workspaces.get(workspace_id)
+            created_at = body.created_at or (current.created_at if current else now)
+            _check_order(created_at, body.deleted_at, "created_at", "deleted_at")
+            members = []
+            for entry in body.members:
+                if entry.member not in directory.members:
+                    raise BadRequest(f'unknown member "{entry.member}"', field="members")
+                since = entry.since or created_at
+                _check_order(since, entry.until, "since", "until")
+                members.append(
+                    WorkspaceMembership(member=entry.member, since=since, until=entry.until)
+                )
+            workspace = Workspace(
+                id=workspace_id,
+                name=body.name,
+                created_at=created_at,
+                deleted_at=body.deleted_at,
+                members=tuple(members),
+            )
+            self._store.put_workspace(org_id, workspace)
+            self._changed(org_id)
+        return workspace
+
+    def put_app(self, org_id: str, app_id: str, body: AppInput) -> App:
+        now = self._clock()
+        with self._lock:
+            directory = self.require(org_id)
+            if body.creator not in directory.members:
+                raise BadRequest(f'unknown member "{body.creator}"', field="creator")
+            current = directory.apps.get(app_id)
+            created_at = body.created_at or (current.created_at if current else now)
+            _check_order(created_at, body.deleted_at, "created_at", "deleted_at")
+            app = App(
+                id=app_id,
+                name=body.name,
+                creator=body.creator,
+                created_at=created_at,
+                deleted_at=body.deleted_at,
+            )
+            self._store.put_app(org_id, app)
+            self._changed(org_id)
+        return app
+
+
+def merge_version(
+    versions: tuple[MemberVersion, ...], new: MemberVersion
+) -> tuple[MemberVersion, ...]:
+    """Insert ``new`` by ``effective_at``, replacing a version with the same ``effective_at``.
+
+    A PUT that changes nothing (same values as the version in effect then) adds no version, so
+    repeating an idempotent PUT does not grow the history.
+    """
+    same_time = [v for v in versions if v.effective_at == new.effective_at]
+    if not same_time and versions:
+        in_effect = Member(
+            id="",
+            name="",
+            email="",
+            created_at=new.effective_at,
+            deleted_at=None,
+            versions=versions,
+        ).version_at(new.effective_at)
+        if (
+            in_effect.effective_at <= new.effective_at
+            and in_effect.developer == new.developer
+            and in_effect.departments == new.departments
+        ):
+            return versions
+    kept = [v for v in versions if v.effective_at != new.effective_at]
+    return tuple(sorted([*kept, new], key=lambda v: v.effective_at))
+
+
+def _check_order(start: datetime, end: datetime | None, start_name: str, end_name: str) -> None:
+    if end is not None and end < start:
+        raise BadRequest(f"{end_name} must not be before {start_name}", field=end_name)

@@ -1,0 +1,77 @@
+"""One settings object for the whole service: environment variables, then CLI flags, then code.
+
+Every limit the APIs enforce lives here, so a deployment can see and change them in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    """The current instant, timezone-aware (UTC)."""
+    return datetime.now(UTC)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Configuration of one Tally process. Build it with :meth:`from_env`."""
+
+    db_path: Path = Path("tally.duckdb")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: The environment admin's token in clear text; when empty, one is generated at first start.
+    admin_token: str = ""
+    #: Largest accepted request body for event ingest, in bytes (past it: 413).
+    max_body_bytes: int = 16 * 1024 * 1024
+    #: How far in the future an event's time may lie (clock skew of the sending platform).
+    max_future_seconds: int = 300
+    #: Largest window of the department usage API, in days.
+    lingma_max_days: int = 366
+    #: Largest window of the environment statistics API, in days.
+    environment_max_days: int = 3 * 366
+    #: How far back the app resource usage API answers (T-180 .. T-1).
+    apps_max_days_back: int = 180
+    #: Requests per second per key on the app resource usage API; 0 switches the limit off.
+    apps_rate_limit_per_second: float = 1.0
+    #: Rows per events list page of Tally's own API.
+    events_page_max: int = 1000
+    #: The source of "now"; tests pin it.
+    clock: Clock = system_clock
+
+    ENV_PREFIX = "TALLY_"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read ``TALLY_*`` variables, then ``overrides`` (CLI flags; ``None`` means unset)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            if field.name == "clock":
+                continue
+            raw = env.get(cls.ENV_PREFIX + field.name.upper())
+            if raw is not None and raw != "":
+                values[field.name] = _coerce(field.type, raw, field.name)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _coerce(type_name: object, raw: str, name: str) -> object:
+    kind = str(type_name)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+    except ValueError as exc:
+        raise ValueError(f"environment variable TALLY_{name.upper()}: {exc}") from exc
+    return raw

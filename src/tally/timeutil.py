@@ -1,0 +1,98 @@
+"""Time in one place: instants are aware datetimes or epoch microseconds; days are org-local.
+
+Everything that needs a "day" calls :func:`local_day` or :func:`day_end`, which implement the
+contract's definitions (the end of day D is the instant of the next local midnight).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@lru_cache(maxsize=256)
+def zone(name: str) -> ZoneInfo:
+    """The IANA zone ``name``; raises ``ValueError`` for an unknown name."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r}") from exc
+
+
+def is_valid_zone(name: str) -> bool:
+    try:
+        zone(name)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_instant(text: str) -> datetime:
+    """Parse an RFC 3339 date-time that carries an offset; raise ``ValueError`` otherwise."""
+    if not _RFC3339.match(text):
+        raise ValueError(
+            "must be an RFC 3339 date-time with an offset, e.g. 2026-03-01T09:00:00+08:00"
+        )
+    normalized = text[:-1] + "+00:00" if text[-1] in "Zz" else text
+    fraction = re.search(r"\.(\d+)", normalized)
+    if fraction and len(fraction.group(1)) > 6:  # Python keeps microseconds: drop the rest
+        normalized = normalized.replace(fraction.group(0), "." + fraction.group(1)[:6])
+    return datetime.fromisoformat(normalized)
+
+
+def parse_date(text: str) -> date:
+    """Parse ``YYYY-MM-DD`` strictly (no other forms, impossible dates rejected)."""
+    if not _DATE.match(text):
+        raise ValueError("must be a date in YYYY-MM-DD format")
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"{text} is not a valid calendar date") from exc
+
+
+def to_micros(instant: datetime) -> int:
+    """Epoch microseconds of an aware datetime (exact integer arithmetic)."""
+    delta = instant - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(micros: int) -> datetime:
+    return EPOCH + timedelta(microseconds=micros)
+
+
+def local_day(instant: datetime, tz: str) -> date:
+    """The calendar day, in zone ``tz``, on which ``instant`` falls."""
+    return instant.astimezone(zone(tz)).date()
+
+
+def day_start(day: date, tz: str) -> datetime:
+    """The instant of local midnight starting ``day`` (aware, in zone ``tz``)."""
+    return datetime(day.year, day.month, day.day, tzinfo=zone(tz))
+
+
+def day_end(day: date, tz: str) -> datetime:
+    """M for ``day``: the instant of the next local midnight."""
+    return day_start(day + timedelta(days=1), tz)
+
+
+def days(first: date, last: date) -> list[date]:
+    """Every day from ``first`` to ``last`` inclusive."""
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def format_instant(instant: datetime, tz: str) -> str:
+    """``YYYY-MM-DDTHH:MM:SS±HH:MM`` in ``tz``'s offset at that instant, whole seconds."""
+    return instant.astimezone(zone(tz)).replace(microsecond=0).isoformat()
+
+
+def format_utc(instant: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, microseconds kept when present."""
+    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
