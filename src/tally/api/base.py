@@ -148,10 +148,11 @@ def decode_json(body: bytes, kind: type[T]) -> T:
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        where = message.rsplit(" - at `$.", 1)
-        field_name = where[1].rstrip("`").split("[")[0].split(".")[0] if len(where) == 2 else None
-        raise BadRequest(message.replace("`$.", "`").replace("`$", "`"), field=field_name) from exc
+        what, _, where = str(exc).partition(" - at `$")
+        path = where.rstrip("`").lstrip(".")
+        field_name = path.split("[")[0].split(".")[0] or None
+        detail = f"{path}: {what}" if path else what
+        raise BadRequest(detail, field=field_name) from exc
     except msgspec.DecodeError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from exc
 

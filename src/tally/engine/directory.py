@@ -113,8 +113,10 @@ class DirectoryService:
             current = directory.members.get(member_id)
             created_at = body.created_at or (current.created_at if current else now)
             _check_order(created_at, body.deleted_at, "created_at", "deleted_at")
+            # A new member's first version holds from its creation; later PUTs from their time.
+            default_effective = now if current else created_at
             version = MemberVersion(
-                effective_at=body.effective_at or now,
+                effective_at=body.effective_at or default_effective,
                 developer=body.developer,
                 departments=departments,
             )
