@@ -157,7 +157,7 @@ def _build_org(
     snapshot = directory.require(spec.id)
     events = _EventMaker(spec.id, tz, rng)
     count = 0
-    for offset in range(days + 1):
+    for offset in range(days):  # up to yesterday: no event lies in the future
         day = first_day + timedelta(days=offset)
         weekday = day.weekday() < 5
         for member_id in member_ids:
@@ -166,7 +166,7 @@ def _build_org(
                 continue
             developer = member.version_at(day_start(day, tz)).developer
             events.member_day(day, member_id, developer, workspaces, apps)
-        if len(events.rows) >= APPEND_CHUNK or offset == days:
+        if len(events.rows) >= APPEND_CHUNK or offset == days - 1:
             count += len(tally.store.append_events(spec.id, events.rows).new_ids)
             events.rows = []
     return count
@@ -203,7 +203,7 @@ class _EventMaker:
         if developer:
             ide = IDES[zlib.crc32(member.encode()) % len(IDES)]
             langs = rng.sample(LANGUAGES, k=2)
-            for _ in range(rng.randint(6, 30)):
+            for _ in range(rng.randint(8, 40)):
                 accepted = rng.random() < 0.35
                 suggested = rng.randint(1, 8)
                 self._event(

@@ -1,0 +1,192 @@
+"""The CLI mirrors the library: import, token create and demo give what the API gives."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from tally.cli import cli
+from tally.model.directory import MemberInput, OrgInput
+from tally.service import Tally
+from tally.settings import Settings
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "cli.duckdb"
+    with Tally(Settings(db_path=path)) as tally:
+        tally.directory.put_org(
+            "acme", OrgInput(name="Acme", domain="acme.example"), has_events=False
+        )
+        tally.directory.put_member(
+            "acme", "m1", MemberInput(name="Ann", created_at=datetime(2026, 1, 1, tzinfo=UTC))
+        )
+    return path
+
+
+def events(n: int, prefix: str = "e") -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"{prefix}{i}",
+            "time": f"2026-02-01T10:00:{i % 60:02d}+08:00",
+            "type": "activity",
+            "member": "m1",
+        }
+        for i in range(n)
+    ]
+
+
+def count(db: Path) -> int:
+    with duckdb.connect(str(db), read_only=True) as raw:
+        row = raw.execute("SELECT count(*) FROM events").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_import_ndjson_is_idempotent(db: Path, tmp_path: Path) -> None:
+    source = tmp_path / "events.ndjson"
+    lines = [json.dumps(e) for e in events(120)]
+    lines.insert(5, "")
+    lines.insert(
+        9,
+        json.dumps(
+            {"id": "bad", "time": "2026-02-01T10:00:00+08:00", "type": "activity", "member": "m-17"}
+        ),
+    )
+    source.write_text("\n".join(lines) + "\n")
+    runner = CliRunner()
+    first = runner.invoke(cli, ["import", "--db", str(db), "--org", "acme", str(source)])
+    assert first.exit_code == 1  # one line was rejected
+    assert "accepted 120, duplicates 0, rejected 1" in first.stdout
+    assert f'{source}:9: bad: unknown member "m-17"' in first.stderr
+    second = runner.invoke(cli, ["import", "--db", str(db), "--org", "acme", str(source)])
+    assert "accepted 0, duplicates 120, rejected 1" in second.stdout
+    assert count(db) == 120
+
+
+def test_import_parquet(db: Path, tmp_path: Path) -> None:
+    rows = [
+        {
+            "id": "p1",
+            "time": datetime(2026, 2, 1, 2, tzinfo=UTC),
+            "type": "completion",
+            "member": "m1",
+            "ide": "vscode",
+            "language": "go",
+            "lines_suggested": 3,
+            "accepted": True,
+            "lines_accepted": 2,
+        },
+        {
+            "id": "p2",
+            "time": datetime(2026, 2, 1, 3, tzinfo=UTC),
+            "type": "activity",
+            "member": "m1",
+            "ide": None,
+            "language": None,
+            "lines_suggested": None,
+            "accepted": None,
+            "lines_accepted": None,
+        },
+        {
+            "id": "p3",
+            "time": datetime(2026, 2, 1, 3, tzinfo=UTC),
+            "type": "completion",
+            "member": "m1",
+            "ide": "vscode",
+            "language": "go",
+            "lines_suggested": -1,
+            "accepted": True,
+            "lines_accepted": 0,
+        },
+    ]
+    source = tmp_path / "events.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), source)
+    result = CliRunner().invoke(cli, ["import", "--db", str(db), "--org", "acme", str(source)])
+    assert "accepted 2, duplicates 0, rejected 1" in result.stdout
+    assert "p3: lines_suggested must be an integer >= 0" in result.stderr
+    with duckdb.connect(str(db), read_only=True) as raw:
+        stored = raw.execute("SELECT id, day, lines_accepted FROM events ORDER BY id").fetchall()
+    assert [(r[0], str(r[1]), r[2]) for r in stored] == [
+        ("p1", "2026-02-01", 2),
+        ("p2", "2026-02-01", None),
+    ]
+
+
+def test_import_json_array(db: Path, tmp_path: Path) -> None:
+    source = tmp_path / "events.json"
+    source.write_text(json.dumps(events(7)))
+    result = CliRunner().invoke(cli, ["import", "--db", str(db), "--org", "acme", str(source)])
+    assert result.exit_code == 0, result.output
+    assert "accepted 7, duplicates 0, rejected 0" in result.stdout
+    assert count(db) == 7
+
+
+def test_import_unknown_org(db: Path, tmp_path: Path) -> None:
+    source = tmp_path / "events.ndjson"
+    source.write_text("")
+    result = CliRunner().invoke(cli, ["import", "--db", str(db), "--org", "nope", str(source)])
+    assert result.exit_code != 0
+    assert 'organization "nope" does not exist' in result.output
+
+
+def test_token_create_prints_a_working_token(db: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        [
+            "token",
+            "create",
+            "--db",
+            str(db),
+            "--org",
+            "acme",
+            "--scope",
+            "read",
+            "--scope",
+            "ingest",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    secret = result.stdout.strip()
+    with Tally(Settings(db_path=db)) as tally:
+        token = tally.access.authenticate(secret)
+        assert token.org == "acme"
+        assert token.scopes == ("read", "ingest")
+
+
+def test_demo_builds_the_promised_shape(tmp_path: Path) -> None:
+    db = tmp_path / "demo.duckdb"
+    result = CliRunner().invoke(
+        cli, ["demo", "--db", str(db), "--no-serve", "--members", "60", "--days", "14"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "read token: tly_" in result.stdout
+    assert "curl -s -H 'Authorization: Bearer tly_" in result.stdout
+    with duckdb.connect(str(db), read_only=True) as raw:
+        orgs = raw.execute("SELECT id, timezone FROM orgs ORDER BY id").fetchall()
+        members = raw.execute("SELECT count(*) FROM members").fetchone()
+        depth = raw.execute("SELECT count(*) FROM departments WHERE parent IS NOT NULL").fetchone()
+        days = raw.execute(
+            "SELECT org, count(DISTINCT day), count(DISTINCT type) FROM events GROUP BY org"
+            " ORDER BY org"
+        ).fetchall()
+        weekday = raw.execute(
+            "SELECT avg(n) FILTER (WHERE isodow(day) <= 5), avg(n) FILTER (WHERE isodow(day) > 5)"
+            " FROM (SELECT day, count(*) AS n FROM events GROUP BY day)"
+        ).fetchone()
+    assert orgs == [("acme", "Asia/Shanghai"), ("globex", "America/New_York")]
+    assert members == (60,)
+    assert depth is not None
+    assert depth[0] >= 5
+    assert [d[0] for d in days] == ["acme", "globex"]
+    assert all(d[1] == 14 and d[2] == 9 for d in days)
+    assert weekday is not None
+    assert weekday[0] > 3 * weekday[1]
