@@ -89,4 +89,8 @@ class Store(ABC):
     def count_events(self, org_id: str) -> int: ...
 
     @abstractmethod
+    def rebuild_rollups(self, org_id: str) -> None:
+        """Recompute the organization's rollups from its raw events (the source of truth)."""
+
+    @abstractmethod
     def close(self) -> None: ...

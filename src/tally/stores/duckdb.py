@@ -8,14 +8,16 @@ events are refused by the primary key (an ART index lookup per id, not a scan).
 from __future__ import annotations
 
 import threading
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tally.errors import StoreBusy
 from tally.model.directory import (
@@ -29,11 +31,14 @@ from tally.model.directory import (
     WorkspaceMembership,
 )
 from tally.model.events import STORED_COLUMNS, StoredEvent
+from tally.stores import duckdb_rollups as rollups
 from tally.stores.base import AppendResult, Store
 from tally.timeutil import from_micros, to_micros
 from tally.tokens import TokenRecord
 
 SCHEMA_VERSION = 1
+#: Appends between two compactions of the rollup deltas they touched.
+COMPACT_EVERY = 200
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
@@ -130,6 +135,9 @@ class DuckDBStore(Store):
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._db.execute(SCHEMA)
+        self._db.execute(rollups.SCHEMA)
+        self._touched: dict[str, set[date]] = defaultdict(set)
+        self._appends = 0
         self._db.execute(
             "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
             [str(SCHEMA_VERSION)],
@@ -160,6 +168,7 @@ class DuckDBStore(Store):
         return self._cursor().execute(sql, list(params)).fetchall()
 
     def close(self) -> None:
+        self.compact_rollups()
         self._db.close()
 
     # -- organizations ---------------------------------------------------------------------
@@ -348,16 +357,48 @@ class DuckDBStore(Store):
     def append_events(self, org_id: str, events: Sequence[StoredEvent]) -> AppendResult:
         if not events:
             return AppendResult(frozenset())
+        incoming = _event_table(org_id, events)
         with self._transaction() as cur:
-            cur.register("incoming_events", _event_table(org_id, events))
+            cur.register("incoming_events", incoming)
             try:
-                new = cur.execute(
-                    "INSERT INTO events SELECT * FROM incoming_events"
-                    " ON CONFLICT DO NOTHING RETURNING id"
-                ).fetchall()
+                new_ids = [
+                    row[0]
+                    for row in cur.execute(
+                        "INSERT INTO events SELECT * FROM incoming_events"
+                        " ON CONFLICT DO NOTHING RETURNING id"
+                    ).fetchall()
+                ]
             finally:
                 cur.unregister("incoming_events")
-        return AppendResult(frozenset(r[0] for r in new))
+            # Roll up only the new events, so a duplicate never counts twice.
+            if len(new_ids) < len(events):
+                incoming = incoming.filter(
+                    pc.is_in(incoming["id"], value_set=pa.array(new_ids, pa.string()))
+                )
+            if new_ids:
+                cur.register("new_events", incoming)
+                try:
+                    rollups.add(cur, "new_events")
+                finally:
+                    cur.unregister("new_events")
+        new = frozenset(new_ids)
+        self._touched[org_id].update(e.day for e in events if e.id in new)
+        self._appends += 1
+        if self._appends % COMPACT_EVERY == 0:
+            self.compact_rollups()
+        return AppendResult(new)
+
+    def compact_rollups(self) -> None:
+        """Merge the rollup deltas of the days appended to since the last compaction."""
+        touched, self._touched = self._touched, defaultdict(set)
+        for org_id, days in touched.items():
+            with self._transaction() as cur:
+                rollups.compact(cur, org_id, days)
+
+    def rebuild_rollups(self, org_id: str) -> None:
+        with self._transaction() as cur:
+            rollups.rebuild(cur, org_id)
+        self._touched.pop(org_id, None)
 
     def list_events(
         self,

@@ -1,0 +1,124 @@
+"""Daily rollups of the DuckDB store: what the statistics read instead of raw events.
+
+Two tables, both free of any directory fact (so a department move or a developer flag change never
+invalidates them; the engine applies the directory at query time):
+
+- ``member_day``: per org day, member and key, the sums every API needs (``kind`` says which:
+  ``completion`` (ide, language), ``chat`` (chat_type, ide), ``code`` (language), ``any`` (every
+  event: the member was active), ``workspace`` (workspace id));
+- ``app_day``: per org day, app and kind, the resource delta sums and the latest data / visit /
+  edit of the day.
+
+Rows are *deltas*: each append adds the aggregate of its new events (in the same transaction, so
+the rollups never disagree with the events), readers sum them, and :func:`compact` merges a day's
+deltas into one row per key. Only new events are rolled up, so duplicates never count twice;
+a late event simply adds a delta to its (old) day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+
+import duckdb
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS member_day (
+    org VARCHAR NOT NULL, day DATE NOT NULL, member VARCHAR NOT NULL, kind VARCHAR NOT NULL,
+    k1 VARCHAR NOT NULL, k2 VARCHAR NOT NULL,
+    n BIGINT NOT NULL, n_accepted BIGINT NOT NULL, s1 BIGINT NOT NULL, s2 BIGINT NOT NULL,
+    s3 BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS app_day (
+    org VARCHAR NOT NULL, day DATE NOT NULL, app VARCHAR NOT NULL, kind VARCHAR NOT NULL,
+    resource VARCHAR NOT NULL, total BIGINT NOT NULL,
+    last_ts BIGINT, last_id VARCHAR, last_records BIGINT
+);
+"""
+
+# What one member-day row means per kind (n, n_accepted, s1, s2, s3):
+#   completion: events, accepted events, lines_suggested, lines_accepted, 0
+#   chat:       turns, accepted turns, 0, 0, 0
+#   code:       events, 0, lines_accepted of source=chat, lines_accepted, lines_changed
+#   any:        events of any type, 0, 0, 0, 0
+#   workspace:  workspace_activity events, 0, 0, 0, 0
+_MEMBER_DAY_FROM = """
+SELECT org, day, member, 'completion', ide, language, count(*),
+       count(*) FILTER (WHERE accepted), sum(lines_suggested), sum(lines_accepted), 0
+  FROM {src} WHERE type = 'completion' GROUP BY org, day, member, ide, language
+UNION ALL
+SELECT org, day, member, 'chat', chat_type, ide, count(*), count(*) FILTER (WHERE accepted), 0, 0, 0
+  FROM {src} WHERE type = 'chat' GROUP BY org, day, member, chat_type, ide
+UNION ALL
+SELECT org, day, member, 'code', language, '', count(*), 0,
+       coalesce(sum(lines_accepted) FILTER (WHERE source = 'chat'), 0), sum(lines_accepted),
+       sum(lines_changed)
+  FROM {src} WHERE type = 'code' GROUP BY org, day, member, language
+UNION ALL
+SELECT org, day, member, 'any', '', '', count(*), 0, 0, 0, 0
+  FROM {src} GROUP BY org, day, member
+UNION ALL
+SELECT org, day, member, 'workspace', workspace, '', count(*), 0, 0, 0, 0
+  FROM {src} WHERE type = 'workspace_activity' GROUP BY org, day, member, workspace
+"""
+
+_APP_DAY_FROM = """
+SELECT org, day, app, 'resource', resource, sum(delta), NULL, NULL, NULL
+  FROM {src} WHERE type = 'app_resource' GROUP BY org, day, app, resource
+UNION ALL
+SELECT org, day, app, 'data', '', 0, max(ts), arg_max(id, (ts, id)), arg_max(records, (ts, id))
+  FROM {src} WHERE type = 'app_data' GROUP BY org, day, app
+UNION ALL
+SELECT org, day, app, type, '', 0, max(ts), arg_max(id, (ts, id)), NULL
+  FROM {src} WHERE type IN ('app_visit', 'app_edit') GROUP BY org, day, app, type
+"""
+
+_MEMBER_DAY_COMPACT = """
+SELECT org, day, member, kind, k1, k2, sum(n), sum(n_accepted), sum(s1), sum(s2), sum(s3)
+  FROM member_day WHERE org = $org AND day IN (SELECT unnest($days::DATE[]))
+ GROUP BY ALL
+"""
+_APP_DAY_COMPACT = """
+SELECT org, day, app, kind, resource, sum(total), max(last_ts),
+       arg_max(last_id, (last_ts, last_id)), arg_max(last_records, (last_ts, last_id))
+  FROM app_day WHERE org = $org AND day IN (SELECT unnest($days::DATE[]))
+ GROUP BY ALL
+"""
+
+
+def add(cursor: duckdb.DuckDBPyConnection, source: str) -> None:
+    """Roll up the events of table/view ``source`` (new events only) as delta rows."""
+    cursor.execute(f"INSERT INTO member_day {_MEMBER_DAY_FROM.format(src=source)}")
+    cursor.execute(f"INSERT INTO app_day {_APP_DAY_FROM.format(src=source)}")
+
+
+def rebuild(cursor: duckdb.DuckDBPyConnection, org_id: str) -> None:
+    """Recompute an organization's rollups from its raw events (one compact row per key)."""
+    params = {"org": org_id}
+    cursor.execute("DELETE FROM member_day WHERE org = $org", params)
+    cursor.execute("DELETE FROM app_day WHERE org = $org", params)
+    source = "(SELECT * FROM events WHERE org = $org)"
+    cursor.execute(
+        f"INSERT INTO member_day SELECT * FROM ({_MEMBER_DAY_FROM.format(src=source)})"
+        " ORDER BY day, member",
+        params,
+    )
+    cursor.execute(
+        f"INSERT INTO app_day SELECT * FROM ({_APP_DAY_FROM.format(src=source)}) ORDER BY day, app",
+        params,
+    )
+
+
+def compact(cursor: duckdb.DuckDBPyConnection, org_id: str, days: Iterable[date]) -> None:
+    """Merge the delta rows of ``days`` into one row per key (answers do not change)."""
+    params = {"org": org_id, "days": sorted(set(days))}
+    if not params["days"]:
+        return
+    for table, select in (("member_day", _MEMBER_DAY_COMPACT), ("app_day", _APP_DAY_COMPACT)):
+        cursor.execute(f"CREATE OR REPLACE TEMP TABLE compacted_rows AS {select}", params)
+        cursor.execute(
+            f"DELETE FROM {table} WHERE org = $org AND day IN (SELECT unnest($days::DATE[]))",
+            params,
+        )
+        cursor.execute(f"INSERT INTO {table} SELECT * FROM compacted_rows")
+        cursor.execute("DROP TABLE compacted_rows")
