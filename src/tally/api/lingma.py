@@ -211,28 +211,34 @@ def _row(day: DepartmentDay, department_id: str) -> DepartmentUsageRow:
         active_developer_completion=usage.active_completion,
         breakdown=Breakdown(
             chatting=[
-                ChattingEntry(c.active_developers, c.turns, c.turns_accepted, c.chat_type, c.ide)
+                ChattingEntry(
+                    active_developer=c.active_developers,
+                    chat_turns=c.turns,
+                    chat_turns_accepted=c.turns_accepted,
+                    chat_type=c.chat_type,
+                    ide=c.ide,
+                )
                 for c in usage.chatting
             ],
             coding=[
                 CodingEntry(
-                    c.lines_accepted_chat,
-                    c.active_developers,
-                    c.language,
-                    c.lines_accepted,
-                    c.lines_changed,
+                    accept_assistant_newline_count=c.lines_accepted_chat,
+                    active_developer=c.active_developers,
+                    language=c.language,
+                    lines_accepted=c.lines_accepted,
+                    lines_changed=c.lines_changed,
                 )
                 for c in usage.coding
             ],
             completion=[
                 CompletionEntry(
-                    c.active_developers,
-                    c.count_accepted,
-                    c.count_suggested,
-                    c.ide,
-                    c.language,
-                    c.lines_accepted,
-                    c.lines_suggested,
+                    active_developer=c.active_developers,
+                    count_accepted=c.count_accepted,
+                    count_suggested=c.count_suggested,
+                    ide=c.ide,
+                    language=c.language,
+                    lines_accepted=c.lines_accepted,
+                    lines_suggested=c.lines_suggested,
                 )
                 for c in usage.completion
             ],

@@ -486,12 +486,34 @@ def _assistant_days(rows: list[tuple[Any, ...]]) -> list[AssistantDay]:
         if part == 0:
             heads[day] = (int(a), int(b), int(c))
         elif part == 1:
-            entry = CompletionUsage(key1, key2, int(a), int(b), int(c), int(d), int(n))
+            entry = CompletionUsage(
+                ide=key1,
+                language=key2,
+                count_suggested=int(a),
+                count_accepted=int(b),
+                lines_suggested=int(c),
+                lines_accepted=int(d),
+                active_developers=int(n),
+            )
             completion.setdefault(day, []).append(entry)
         elif part == 2:
-            chatting.setdefault(day, []).append(ChatUsage(key1, key2, int(a), int(b), int(n)))
+            turns = ChatUsage(
+                chat_type=key1,
+                ide=key2,
+                turns=int(a),
+                turns_accepted=int(b),
+                active_developers=int(n),
+            )
+            chatting.setdefault(day, []).append(turns)
         else:
-            coding.setdefault(day, []).append(CodingUsage(key1, int(a), int(b), int(c), int(n)))
+            lines = CodingUsage(
+                language=key1,
+                lines_accepted=int(a),
+                lines_changed=int(b),
+                lines_accepted_chat=int(c),
+                active_developers=int(n),
+            )
+            coding.setdefault(day, []).append(lines)
     return [
         AssistantDay(
             day,
