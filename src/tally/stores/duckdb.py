@@ -32,7 +32,15 @@ from tally.model.directory import (
 )
 from tally.model.events import STORED_COLUMNS, StoredEvent
 from tally.stores import duckdb_rollups as rollups
-from tally.stores.base import AppendResult, Store
+from tally.stores.base import (
+    AppendResult,
+    AssistantDay,
+    ChatUsage,
+    CodingUsage,
+    CompletionUsage,
+    MemberSpan,
+    Store,
+)
 from tally.timeutil import from_micros, to_micros
 from tally.tokens import TokenRecord
 
@@ -433,6 +441,28 @@ class DuckDBStore(Store):
         rows = self._rows("SELECT count(*) FROM events WHERE org = ?", [org_id])
         return int(rows[0][0])
 
+    # -- department usage ------------------------------------------------------------------
+    def assistant_usage(
+        self, org_id: str, spans: Sequence[MemberSpan], first_day: date, last_day: date
+    ) -> list[AssistantDay]:
+        if not spans:
+            return []
+        table = pa.table(
+            {
+                "member": [s.member for s in spans],
+                "from_us": [s.from_us for s in spans],
+                "to_us": [s.to_us for s in spans],
+            },
+            schema=SPAN_SCHEMA,
+        )
+        cursor = self._cursor()
+        cursor.register("usage_spans", table)
+        try:
+            rows = cursor.execute(USAGE_SQL, [org_id, first_day, last_day]).fetchall()
+        finally:
+            cursor.unregister("usage_spans")
+        return _assistant_days(rows)
+
 
 def _org(row: tuple[Any, ...]) -> Organization:
     return Organization(id=row[0], name=row[1], domain=row[2], timezone=row[3])
@@ -445,3 +475,93 @@ def _event_table(org_id: str, events: Sequence[StoredEvent]) -> pa.Table:
             columns[name].append(getattr(event, name))
     columns_with_org = {"org": [org_id] * len(events), **columns}
     return pa.table(columns_with_org, schema=EVENT_SCHEMA)
+
+
+# -- department usage ----------------------------------------------------------------------
+
+SPAN_SCHEMA = pa.schema([("member", pa.string()), ("from_us", pa.int64()), ("to_us", pa.int64())])
+
+# The window's assistant events of the spans' members (only the window's days are read), then
+# one aggregate per part: 0 the day's distinct members, 1 completion, 2 chatting, 3 coding.
+# Columns: part, day, key1, key2, then five numbers whose meaning depends on the part. Strings
+# sort by their UTF-8 bytes (DuckDB's default collation), which is code-point order.
+USAGE_SQL = """
+WITH hits AS MATERIALIZED (
+    SELECT e.day, e.type, e.member, e.ide, e.language, e.chat_type, e.source, e.accepted,
+           e.lines_suggested, e.lines_accepted, e.lines_changed
+    FROM events AS e
+    JOIN usage_spans AS s ON e.member = s.member AND e.ts >= s.from_us AND e.ts < s.to_us
+    WHERE e.org = ? AND e.day BETWEEN ? AND ? AND e.type IN ('completion', 'chat', 'code')
+)
+SELECT 0 AS part, day, NULL::VARCHAR AS key1, NULL::VARCHAR AS key2,
+       count(DISTINCT member),
+       count(DISTINCT member) FILTER (WHERE type = 'chat'),
+       count(DISTINCT member) FILTER (WHERE type = 'completion'),
+       0, 0
+FROM hits GROUP BY day
+UNION ALL
+SELECT 1, day, ide, language,
+       count(*), count(*) FILTER (WHERE accepted), sum(lines_suggested), sum(lines_accepted),
+       count(DISTINCT member)
+FROM hits WHERE type = 'completion' GROUP BY day, ide, language
+UNION ALL
+SELECT 2, day, chat_type, ide,
+       count(*), count(*) FILTER (WHERE accepted), 0, 0, count(DISTINCT member)
+FROM hits WHERE type = 'chat' GROUP BY day, chat_type, ide
+UNION ALL
+SELECT 3, day, language, NULL,
+       sum(lines_accepted), sum(lines_changed),
+       coalesce(sum(lines_accepted) FILTER (WHERE source = 'chat'), 0), 0, count(DISTINCT member)
+FROM hits WHERE type = 'code' GROUP BY day, language
+ORDER BY day, part, key1, key2
+"""
+
+
+def _assistant_days(rows: list[tuple[Any, ...]]) -> list[AssistantDay]:
+    """Assemble the rows of :data:`USAGE_SQL` (ordered by day, then part) into days."""
+    heads: dict[date, tuple[int, int, int]] = {}
+    completion: dict[date, list[CompletionUsage]] = {}
+    chatting: dict[date, list[ChatUsage]] = {}
+    coding: dict[date, list[CodingUsage]] = {}
+    for part, day, key1, key2, a, b, c, d, n in rows:
+        if part == 0:
+            heads[day] = (int(a), int(b), int(c))
+        elif part == 1:
+            entry = CompletionUsage(
+                ide=key1,
+                language=key2,
+                count_suggested=int(a),
+                count_accepted=int(b),
+                lines_suggested=int(c),
+                lines_accepted=int(d),
+                active_developers=int(n),
+            )
+            completion.setdefault(day, []).append(entry)
+        elif part == 2:
+            turns = ChatUsage(
+                chat_type=key1,
+                ide=key2,
+                turns=int(a),
+                turns_accepted=int(b),
+                active_developers=int(n),
+            )
+            chatting.setdefault(day, []).append(turns)
+        else:
+            lines = CodingUsage(
+                language=key1,
+                lines_accepted=int(a),
+                lines_changed=int(b),
+                lines_accepted_chat=int(c),
+                active_developers=int(n),
+            )
+            coding.setdefault(day, []).append(lines)
+    return [
+        AssistantDay(
+            day,
+            *head,
+            completion=tuple(completion.get(day, ())),
+            chatting=tuple(chatting.get(day, ())),
+            coding=tuple(coding.get(day, ())),
+        )
+        for day, head in heads.items()
+    ]
