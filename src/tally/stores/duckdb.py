@@ -144,6 +144,8 @@ class DuckDBStore(Store):
         self._write_lock = threading.Lock()
         self._db.execute(SCHEMA)
         self._db.execute(rollups.SCHEMA)
+        #: Answer the statistics from the rollups (``False``: from the raw events, the oracle).
+        self.rollups = True
         self._touched: dict[str, set[date]] = defaultdict(set)
         self._appends = 0
         self._db.execute(
@@ -447,6 +449,27 @@ class DuckDBStore(Store):
     ) -> list[AssistantDay]:
         if not spans:
             return []
+        if not self.rollups:
+            return _assistant_days(self._raw_usage(org_id, spans, first_day, last_day))
+        org = self.get_org(org_id)
+        assert org is not None
+        whole, partial = rollups.split_spans(spans, org.timezone, first_day, last_day)
+        cursor = self._cursor()
+        cursor.register("whole_days", whole)
+        cursor.register("partial_spans", partial)
+        try:
+            rows = cursor.execute(
+                ROLLUP_USAGE_SQL, {"org": org_id, "first": first_day, "last": last_day}
+            ).fetchall()
+        finally:
+            cursor.unregister("whole_days")
+            cursor.unregister("partial_spans")
+        return _assistant_days(rows)
+
+    def _raw_usage(
+        self, org_id: str, spans: Sequence[MemberSpan], first_day: date, last_day: date
+    ) -> list[tuple[Any, ...]]:
+        """The same question straight from the raw events (the rollups' oracle)."""
         table = pa.table(
             {
                 "member": [s.member for s in spans],
@@ -458,10 +481,9 @@ class DuckDBStore(Store):
         cursor = self._cursor()
         cursor.register("usage_spans", table)
         try:
-            rows = cursor.execute(USAGE_SQL, [org_id, first_day, last_day]).fetchall()
+            return cursor.execute(USAGE_SQL, [org_id, first_day, last_day]).fetchall()
         finally:
             cursor.unregister("usage_spans")
-        return _assistant_days(rows)
 
 
 def _org(row: tuple[Any, ...]) -> Organization:
@@ -513,6 +535,29 @@ SELECT 3, day, language, NULL,
        sum(lines_accepted), sum(lines_changed),
        coalesce(sum(lines_accepted) FILTER (WHERE source = 'chat'), 0), 0, count(DISTINCT member)
 FROM hits WHERE type = 'code' GROUP BY day, language
+ORDER BY day, part, key1, key2
+"""
+
+
+# The same answer from the rollups: whole member-days from ``member_day``, partial ones from the
+# raw events of their pieces only (see ``duckdb_rollups.split_spans``).
+ROLLUP_USAGE_SQL = f"""
+WITH hits AS MATERIALIZED ({rollups.span_rows_sql(("completion", "chat", "code"))})
+SELECT 0 AS part, day, NULL::VARCHAR AS key1, NULL::VARCHAR AS key2,
+       count(DISTINCT member),
+       count(DISTINCT member) FILTER (WHERE kind = 'chat'),
+       count(DISTINCT member) FILTER (WHERE kind = 'completion'),
+       0, 0
+FROM hits GROUP BY day
+UNION ALL
+SELECT 1, day, k1, k2, sum(n), sum(n_accepted), sum(s1), sum(s2), count(DISTINCT member)
+FROM hits WHERE kind = 'completion' GROUP BY day, k1, k2
+UNION ALL
+SELECT 2, day, k1, k2, sum(n), sum(n_accepted), 0, 0, count(DISTINCT member)
+FROM hits WHERE kind = 'chat' GROUP BY day, k1, k2
+UNION ALL
+SELECT 3, day, k1, NULL, sum(s2), sum(s3), sum(s1), 0, count(DISTINCT member)
+FROM hits WHERE kind = 'code' GROUP BY day, k1
 ORDER BY day, part, key1, key2
 """
 

@@ -17,10 +17,15 @@ a late event simply adds a delta to its (old) day.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import date
+from collections.abc import Iterable, Sequence
+from datetime import date, timedelta
+from typing import Any
 
 import duckdb
+import pyarrow as pa
+
+from tally.stores.base import MemberSpan
+from tally.timeutil import day_start, from_micros, local_day, to_micros
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS member_day (
@@ -122,3 +127,82 @@ def compact(cursor: duckdb.DuckDBPyConnection, org_id: str, days: Iterable[date]
         )
         cursor.execute(f"INSERT INTO {table} SELECT * FROM compacted_rows")
         cursor.execute("DROP TABLE compacted_rows")
+
+
+# -- reading: member spans over the rollups ---------------------------------------------------
+
+WHOLE_DAYS_SCHEMA = pa.schema(
+    [("member", pa.string()), ("first_day", pa.date32()), ("last_day", pa.date32())]
+)
+PARTIAL_SCHEMA = pa.schema(
+    [("member", pa.string()), ("from_us", pa.int64()), ("to_us", pa.int64())]
+)
+
+
+def split_spans(
+    spans: Sequence[MemberSpan], tz: str, first_day: date, last_day: date
+) -> tuple[pa.Table, pa.Table]:
+    """Split member spans into the org days they cover whole (answered by the rollups) and the
+    partial pieces of days they cover in part (answered by the raw events of those pieces only).
+
+    Spans are clipped to the window; a boundary inside a day is rare (a department move, a
+    developer flag change), so nearly everything is read from the rollups.
+    """
+    window_from = to_micros(day_start(first_day, tz))
+    window_to = to_micros(day_start(last_day + timedelta(days=1), tz))
+    whole: dict[str, list[Any]] = {"member": [], "first_day": [], "last_day": []}
+    partial: dict[str, list[Any]] = {"member": [], "from_us": [], "to_us": []}
+    for span in spans:
+        lo, hi = max(span.from_us, window_from), min(span.to_us, window_to)
+        if lo >= hi:
+            continue
+        first = first_day if lo == window_from else _first_whole_day(lo, tz)
+        last = last_day if hi == window_to else local_day(from_micros(hi), tz) - timedelta(days=1)
+        if first > last:
+            _append(partial, span.member, lo, hi)
+            continue
+        _append(whole, span.member, first, last)
+        first_from = to_micros(day_start(first, tz))
+        last_to = to_micros(day_start(last + timedelta(days=1), tz))
+        if lo < first_from:
+            _append(partial, span.member, lo, first_from)
+        if last_to < hi:
+            _append(partial, span.member, last_to, hi)
+    return (
+        pa.table(whole, schema=WHOLE_DAYS_SCHEMA),
+        pa.table(partial, schema=PARTIAL_SCHEMA),
+    )
+
+
+def _first_whole_day(micros: int, tz: str) -> date:
+    day = local_day(from_micros(micros), tz)
+    return day if to_micros(day_start(day, tz)) == micros else day + timedelta(days=1)
+
+
+def _append(columns: dict[str, list[Any]], member: str, a: Any, b: Any) -> None:
+    values = list(columns.values())
+    values[0].append(member)
+    values[1].append(a)
+    values[2].append(b)
+
+
+def span_rows_sql(kinds: Sequence[str]) -> str:
+    """The member-day rows (columns of ``member_day`` but ``org``) of ``kinds`` for the
+    registered tables ``whole_days`` and ``partial_spans``, on the days ``$first .. $last``."""
+    kind_list = ", ".join(f"'{k}'" for k in kinds)
+    partial_source = (
+        "(SELECT e.* FROM events AS e JOIN partial_spans AS p ON e.member = p.member"
+        " AND e.ts >= p.from_us AND e.ts < p.to_us"
+        " WHERE e.org = $org AND e.day BETWEEN $first AND $last)"
+    )
+    return f"""
+    SELECT r.day, r.member, r.kind, r.k1, r.k2, r.n, r.n_accepted, r.s1, r.s2, r.s3
+      FROM member_day AS r
+      JOIN whole_days AS w ON r.member = w.member AND r.day BETWEEN w.first_day AND w.last_day
+     WHERE r.org = $org AND r.day BETWEEN $first AND $last AND r.kind IN ({kind_list})
+    UNION ALL
+    SELECT day, member, kind, k1, k2, n, n_accepted, s1, s2, s3
+      FROM ({_MEMBER_DAY_FROM.format(src=partial_source)})
+           AS p(org, day, member, kind, k1, k2, n, n_accepted, s1, s2, s3)
+     WHERE kind IN ({kind_list})
+    """
