@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from tally.model.directory import (
     WorkspaceMembership,
 )
 from tally.model.events import STORED_COLUMNS, StoredEvent
-from tally.stores.base import AppendResult, Store
+from tally.stores.base import ActiveMembers, AppendResult, MemberSpan, Store
 from tally.timeutil import from_micros, to_micros
 from tally.tokens import TokenRecord
 
@@ -392,6 +392,49 @@ class DuckDBStore(Store):
         rows = self._rows("SELECT count(*) FROM events WHERE org = ?", [org_id])
         return int(rows[0][0])
 
+    # -- environment statistics ------------------------------------------------------------
+    def active_members(
+        self,
+        org_id: str,
+        first_day: date,
+        last_day: date,
+        *,
+        event_types: Sequence[str] | None = None,
+        during: Sequence[MemberSpan] | None = None,
+        per_workspace: bool = False,
+    ) -> ActiveMembers:
+        where = ["e.org = ?", "e.day BETWEEN ? AND ?"]
+        params: list[Any] = [org_id, first_day, last_day]
+        if event_types is not None:
+            where.append("e.type = ANY(?)")
+            params.append(list(event_types))
+        if per_workspace:
+            where.append("e.workspace IS NOT NULL")
+        join = (
+            " JOIN member_spans s ON s.member = e.member AND e.ts >= s.start_us AND e.ts < s.end_us"
+            if during is not None
+            else ""
+        )
+        group = "e.workspace" if per_workspace else "''"
+        sql = (
+            f"WITH active AS (SELECT DISTINCT {group} AS grp, e.day, e.member FROM events e{join}"
+            f" WHERE {' AND '.join(where)})"
+            " SELECT grp, day, year(day), month(day), count(DISTINCT member), grouping(day)"
+            " FROM active GROUP BY GROUPING SETS ((grp, day), (grp, year(day), month(day)))"
+        )
+        cursor = self._cursor()
+        if during is not None:
+            cursor.register("member_spans", _span_table(during))
+        try:
+            rows = cursor.execute(sql, params).fetchall()
+        finally:
+            if during is not None:
+                cursor.unregister("member_spans")
+        return ActiveMembers(
+            per_day={(r[0], r[1]): r[4] for r in rows if r[5] == 0},
+            per_month={(r[0], r[2], r[3]): r[4] for r in rows if r[5] == 1},
+        )
+
 
 def _org(row: tuple[Any, ...]) -> Organization:
     return Organization(id=row[0], name=row[1], domain=row[2], timezone=row[3])
@@ -404,3 +447,17 @@ def _event_table(org_id: str, events: Sequence[StoredEvent]) -> pa.Table:
             columns[name].append(getattr(event, name))
     columns_with_org = {"org": [org_id] * len(events), **columns}
     return pa.table(columns_with_org, schema=EVENT_SCHEMA)
+
+
+SPAN_SCHEMA = pa.schema([("member", pa.string()), ("start_us", pa.int64()), ("end_us", pa.int64())])
+
+
+def _span_table(spans: Sequence[MemberSpan]) -> pa.Table:
+    return pa.table(
+        {
+            "member": [s.member for s in spans],
+            "start_us": [s.start_us for s in spans],
+            "end_us": [s.end_us for s in spans],
+        },
+        schema=SPAN_SCHEMA,
+    )
