@@ -9,7 +9,7 @@ the same object, but must let reads run beside writes.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -110,8 +110,29 @@ class Store(ABC):
         fields in code-point order.
         """
 
+    # -- department usage ----------------------------------------------------------------------
+    # -- environment statistics ------------------------------------------------------------
+    @abstractmethod
+    def active_members(
+        self,
+        org_id: str,
+        first_day: date,
+        last_day: date,
+        *,
+        event_types: Sequence[str] | None = None,
+        during: Sequence[MemberSpan] | None = None,
+        per_workspace: bool = False,
+    ) -> ActiveMembers:
+        """Distinct members with an event on the org days ``first_day..last_day`` (inclusive),
+        per day and per calendar month of those days.
 
-# -- department usage ----------------------------------------------------------------------
+        ``event_types`` keeps only events of those types (``None``: every type); ``during``
+        keeps only events that fall inside one of their member's spans (``None``: no such
+        filter); ``per_workspace`` counts each workspace of ``workspace_activity`` events apart.
+        """
+
+
+# -- environment statistics: the records of ``Store.active_members`` ----------------------
 
 
 @dataclass(frozen=True)
@@ -169,3 +190,16 @@ class AssistantDay:
     completion: tuple[CompletionUsage, ...]
     chatting: tuple[ChatUsage, ...]
     coding: tuple[CodingUsage, ...]
+
+
+# -- environment statistics: the records of ``Store.active_members`` ----------------------
+
+
+@dataclass(frozen=True)
+class ActiveMembers:
+    """Distinct active members per day and per month; the first part of each key is the
+    workspace id when counted per workspace, else ``""``. Groups without members are absent."""
+
+    per_day: Mapping[tuple[str, date], int]
+    #: Keyed by (workspace, year, month).
+    per_month: Mapping[tuple[str, int, int], int]

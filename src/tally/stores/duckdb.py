@@ -33,6 +33,7 @@ from tally.model.directory import (
 from tally.model.events import STORED_COLUMNS, StoredEvent
 from tally.stores import duckdb_rollups as rollups
 from tally.stores.base import (
+    ActiveMembers,
     AppendResult,
     AssistantDay,
     ChatUsage,
@@ -470,20 +471,55 @@ class DuckDBStore(Store):
         self, org_id: str, spans: Sequence[MemberSpan], first_day: date, last_day: date
     ) -> list[tuple[Any, ...]]:
         """The same question straight from the raw events (the rollups' oracle)."""
-        table = pa.table(
-            {
-                "member": [s.member for s in spans],
-                "from_us": [s.from_us for s in spans],
-                "to_us": [s.to_us for s in spans],
-            },
-            schema=SPAN_SCHEMA,
-        )
         cursor = self._cursor()
-        cursor.register("usage_spans", table)
+        cursor.register("usage_spans", _span_table(spans))
         try:
             return cursor.execute(USAGE_SQL, [org_id, first_day, last_day]).fetchall()
         finally:
             cursor.unregister("usage_spans")
+
+    # -- environment statistics ------------------------------------------------------------
+    def active_members(
+        self,
+        org_id: str,
+        first_day: date,
+        last_day: date,
+        *,
+        event_types: Sequence[str] | None = None,
+        during: Sequence[MemberSpan] | None = None,
+        per_workspace: bool = False,
+    ) -> ActiveMembers:
+        where = ["e.org = ?", "e.day BETWEEN ? AND ?"]
+        params: list[Any] = [org_id, first_day, last_day]
+        if event_types is not None:
+            where.append("e.type = ANY(?)")
+            params.append(list(event_types))
+        if per_workspace:
+            where.append("e.workspace IS NOT NULL")
+        join = (
+            " JOIN member_spans s ON s.member = e.member AND e.ts >= s.from_us AND e.ts < s.to_us"
+            if during is not None
+            else ""
+        )
+        group = "e.workspace" if per_workspace else "''"
+        sql = (
+            f"WITH active AS (SELECT DISTINCT {group} AS grp, e.day, e.member FROM events e{join}"
+            f" WHERE {' AND '.join(where)})"
+            " SELECT grp, day, year(day), month(day), count(DISTINCT member), grouping(day)"
+            " FROM active GROUP BY GROUPING SETS ((grp, day), (grp, year(day), month(day)))"
+        )
+        cursor = self._cursor()
+        if during is not None:
+            cursor.register("member_spans", _span_table(during))
+        try:
+            rows = cursor.execute(sql, params).fetchall()
+        finally:
+            if during is not None:
+                cursor.unregister("member_spans")
+        return ActiveMembers(
+            per_day={(r[0], r[1]): r[4] for r in rows if r[5] == 0},
+            per_month={(r[0], r[2], r[3]): r[4] for r in rows if r[5] == 1},
+        )
 
 
 def _org(row: tuple[Any, ...]) -> Organization:
@@ -610,3 +646,14 @@ def _assistant_days(rows: list[tuple[Any, ...]]) -> list[AssistantDay]:
         )
         for day, head in heads.items()
     ]
+
+
+def _span_table(spans: Sequence[MemberSpan]) -> pa.Table:
+    return pa.table(
+        {
+            "member": [s.member for s in spans],
+            "from_us": [s.from_us for s in spans],
+            "to_us": [s.to_us for s in spans],
+        },
+        schema=SPAN_SCHEMA,
+    )
