@@ -140,10 +140,29 @@ def all_answers(client: TestClient) -> dict[str, Any]:
         (FIRST, FIRST + timedelta(days=DAYS - 1)),
         (FIRST + timedelta(days=3), FIRST + timedelta(days=4)),
     ]
-    for dept in DEPARTMENTS:
-        for start, end in windows:
+    for start, end in windows:
+        for dept in DEPARTMENTS:
             answers[f"lingma {dept} {start} {end}"] = _lingma(client, dept, start, end)
+        for stats_type in ("users", "developers", "workspaces"):
+            answers[f"environment {stats_type} {start} {end}"] = _environment(
+                client, stats_type, start, end
+            )
     return answers
+
+
+def _environment(client: TestClient, stats_type: str, start: date, end: date) -> Any:
+    response = client.get(
+        "/api/statistics/",
+        params={
+            "stats_type": stats_type,
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "org_domain": "acme.example",
+        },
+        headers=bearer(ADMIN),
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 @pytest.mark.parametrize("seed", range(6))

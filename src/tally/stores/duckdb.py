@@ -489,6 +489,48 @@ class DuckDBStore(Store):
         during: Sequence[MemberSpan] | None = None,
         per_workspace: bool = False,
     ) -> ActiveMembers:
+        kind = _ACTIVITY_KINDS.get(tuple(event_types) if event_types is not None else None)
+        if not self.rollups or kind is None or (per_workspace and kind != "workspace"):
+            return self._raw_active_members(
+                org_id, first_day, last_day, event_types, during, per_workspace
+            )
+        params: dict[str, Any] = {"org": org_id, "first": first_day, "last": last_day}
+        group = "k1" if per_workspace else "''"
+        cursor = self._cursor()
+        if during is None:
+            source = (
+                "SELECT day, member, k1 FROM member_day WHERE org = $org"
+                f" AND day BETWEEN $first AND $last AND kind = '{kind}'"
+            )
+        else:
+            org = self.get_org(org_id)
+            assert org is not None
+            whole, partial = rollups.split_spans(during, org.timezone, first_day, last_day)
+            cursor.register("whole_days", whole)
+            cursor.register("partial_spans", partial)
+            source = f"SELECT day, member, k1 FROM ({rollups.span_rows_sql((kind,))})"
+        sql = (
+            f"WITH active AS (SELECT DISTINCT {group} AS grp, day, member FROM ({source}))"
+            + _ACTIVE_COUNTS
+        )
+        try:
+            rows = cursor.execute(sql, params).fetchall()
+        finally:
+            if during is not None:
+                cursor.unregister("whole_days")
+                cursor.unregister("partial_spans")
+        return _active_members(rows)
+
+    def _raw_active_members(
+        self,
+        org_id: str,
+        first_day: date,
+        last_day: date,
+        event_types: Sequence[str] | None,
+        during: Sequence[MemberSpan] | None,
+        per_workspace: bool,
+    ) -> ActiveMembers:
+        """The same question straight from the raw events (the rollups' oracle)."""
         where = ["e.org = ?", "e.day BETWEEN ? AND ?"]
         params: list[Any] = [org_id, first_day, last_day]
         if event_types is not None:
@@ -504,9 +546,7 @@ class DuckDBStore(Store):
         group = "e.workspace" if per_workspace else "''"
         sql = (
             f"WITH active AS (SELECT DISTINCT {group} AS grp, e.day, e.member FROM events e{join}"
-            f" WHERE {' AND '.join(where)})"
-            " SELECT grp, day, year(day), month(day), count(DISTINCT member), grouping(day)"
-            " FROM active GROUP BY GROUPING SETS ((grp, day), (grp, year(day), month(day)))"
+            f" WHERE {' AND '.join(where)})" + _ACTIVE_COUNTS
         )
         cursor = self._cursor()
         if during is not None:
@@ -516,10 +556,7 @@ class DuckDBStore(Store):
         finally:
             if during is not None:
                 cursor.unregister("member_spans")
-        return ActiveMembers(
-            per_day={(r[0], r[1]): r[4] for r in rows if r[5] == 0},
-            per_month={(r[0], r[2], r[3]): r[4] for r in rows if r[5] == 1},
-        )
+        return _active_members(rows)
 
 
 def _org(row: tuple[Any, ...]) -> Organization:
@@ -646,6 +683,25 @@ def _assistant_days(rows: list[tuple[Any, ...]]) -> list[AssistantDay]:
         )
         for day, head in heads.items()
     ]
+
+
+# Which ``member_day`` kind answers ``active_members`` for its ``event_types``.
+_ACTIVITY_KINDS: dict[tuple[str, ...] | None, str] = {
+    None: "any",
+    ("workspace_activity",): "workspace",
+}
+# Distinct members per (group, day) and per (group, month) of the rows of ``active``.
+_ACTIVE_COUNTS = (
+    " SELECT grp, day, year(day), month(day), count(DISTINCT member), grouping(day)"
+    " FROM active GROUP BY GROUPING SETS ((grp, day), (grp, year(day), month(day)))"
+)
+
+
+def _active_members(rows: list[tuple[Any, ...]]) -> ActiveMembers:
+    return ActiveMembers(
+        per_day={(r[0], r[1]): r[4] for r in rows if r[5] == 0},
+        per_month={(r[0], r[2], r[3]): r[4] for r in rows if r[5] == 1},
+    )
 
 
 def _span_table(spans: Sequence[MemberSpan]) -> pa.Table:
