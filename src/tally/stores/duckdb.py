@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import msgspec
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tally.errors import StoreBusy
 from tally.model.directory import (
@@ -368,9 +368,8 @@ class DuckDBStore(Store):
     def append_events(self, org_id: str, events: Sequence[StoredEvent]) -> AppendResult:
         if not events:
             return AppendResult(frozenset())
-        incoming = _event_table(org_id, events)
         with self._transaction() as cur:
-            cur.register("incoming_events", incoming)
+            cur.register("incoming_events", _event_table(org_id, events))
             try:
                 new_ids = [
                     row[0]
@@ -382,18 +381,10 @@ class DuckDBStore(Store):
             finally:
                 cur.unregister("incoming_events")
             # Roll up only the new events, so a duplicate never counts twice.
-            if len(new_ids) < len(events):
-                incoming = incoming.filter(
-                    pc.is_in(incoming["id"], value_set=pa.array(new_ids, pa.string()))
-                )
-            if new_ids:
-                cur.register("new_events", incoming)
-                try:
-                    rollups.add(cur, "new_events")
-                finally:
-                    cur.unregister("new_events")
-        new = frozenset(new_ids)
-        self._touched[org_id].update(e.day for e in events if e.id in new)
+            new = frozenset(new_ids)
+            fresh = events if len(new) == len(events) else [e for e in events if e.id in new]
+            rollups.add(cur, org_id, fresh)
+        self._touched[org_id].update(e.day for e in fresh)
         self._appends += 1
         if self._appends % COMPACT_EVERY == 0:
             self.compact_rollups()
@@ -564,12 +555,13 @@ def _org(row: tuple[Any, ...]) -> Organization:
 
 
 def _event_table(org_id: str, events: Sequence[StoredEvent]) -> pa.Table:
-    columns: dict[str, list[Any]] = {name: [] for name in STORED_COLUMNS}
-    for event in events:
-        for name in STORED_COLUMNS:
-            columns[name].append(getattr(event, name))
-    columns_with_org = {"org": [org_id] * len(events), **columns}
-    return pa.table(columns_with_org, schema=EVENT_SCHEMA)
+    """The events as an Arrow table (columns built by transposing C-made tuples: fast)."""
+    columns = list(zip(*map(msgspec.structs.astuple, events), strict=True))
+    arrays = [pa.array([org_id] * len(events), pa.string())] + [
+        pa.array(column, field.type)
+        for column, field in zip(columns, list(EVENT_SCHEMA)[1:], strict=True)
+    ]
+    return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
 
 
 # -- department usage ----------------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from tally.model.events import StoredEvent
 from tally.stores.base import MemberSpan
 from tally.timeutil import day_start, from_micros, local_day, to_micros
 
@@ -91,10 +92,120 @@ SELECT org, day, app, kind, resource, sum(total), max(last_ts),
 """
 
 
-def add(cursor: duckdb.DuckDBPyConnection, source: str) -> None:
-    """Roll up the events of table/view ``source`` (new events only) as delta rows."""
-    cursor.execute(f"INSERT INTO member_day {_MEMBER_DAY_FROM.format(src=source)}")
-    cursor.execute(f"INSERT INTO app_day {_APP_DAY_FROM.format(src=source)}")
+def add(cursor: duckdb.DuckDBPyConnection, org_id: str, events: Iterable[StoredEvent]) -> None:
+    """Roll up ``events`` (new events only) as delta rows.
+
+    The same aggregation as :data:`_MEMBER_DAY_FROM` / :data:`_APP_DAY_FROM` (which ``rebuild``
+    runs over the events table), done in Python: for a batch of a few thousand events it costs
+    a fraction of eight planned queries. ``test_rollups`` checks the two agree.
+    """
+    member_rows: dict[tuple[Any, ...], list[int]] = {}
+    app_rows: dict[tuple[Any, ...], list[Any]] = {}
+    for e in events:
+        _add(member_rows, (e.day, e.member, "any", "", ""), 1, 0, 0, 0, 0)
+        kind = e.type
+        if kind == "completion":
+            _add(
+                member_rows,
+                (e.day, e.member, kind, e.ide, e.language),
+                1,
+                int(bool(e.accepted)),
+                e.lines_suggested or 0,
+                e.lines_accepted or 0,
+                0,
+            )
+        elif kind == "chat":
+            _add(
+                member_rows,
+                (e.day, e.member, kind, e.chat_type, e.ide),
+                1,
+                int(bool(e.accepted)),
+                0,
+                0,
+                0,
+            )
+        elif kind == "code":
+            lines = e.lines_accepted or 0
+            _add(
+                member_rows,
+                (e.day, e.member, kind, e.language, ""),
+                1,
+                0,
+                lines if e.source == "chat" else 0,
+                lines,
+                e.lines_changed or 0,
+            )
+        elif kind == "workspace_activity":
+            _add(member_rows, (e.day, e.member, "workspace", e.workspace, ""), 1, 0, 0, 0, 0)
+        elif kind == "app_resource":
+            key = (e.day, e.app, "resource", e.resource)
+            app_rows[key] = [app_rows.get(key, [0])[0] + (e.delta or 0), None, None, None]
+        elif kind in ("app_data", "app_visit", "app_edit"):
+            key = (e.day, e.app, "data" if kind == "app_data" else kind, "")
+            current = app_rows.get(key)
+            if current is None or (e.ts, e.id) > (current[1], current[2]):
+                app_rows[key] = [0, e.ts, e.id, e.records]
+    _insert(cursor, "member_day", org_id, member_rows, MEMBER_DAY_SCHEMA)
+    _insert(cursor, "app_day", org_id, app_rows, APP_DAY_SCHEMA)
+
+
+def _add(rows: dict[tuple[Any, ...], list[int]], key: tuple[Any, ...], *values: int) -> None:
+    current = rows.get(key)
+    if current is None:
+        rows[key] = list(values)
+    else:
+        for i, value in enumerate(values):
+            current[i] += value
+
+
+def _insert(
+    cursor: duckdb.DuckDBPyConnection,
+    table: str,
+    org_id: str,
+    rows: dict[tuple[Any, ...], list[Any]],
+    schema: pa.Schema,
+) -> None:
+    if not rows:
+        return
+    records = [(org_id, *key, *values) for key, values in rows.items()]
+    columns = list(zip(*records, strict=True))
+    cursor.register(
+        "rollup_delta", pa.table(dict(zip(schema.names, columns, strict=True)), schema=schema)
+    )
+    try:
+        cursor.execute(f"INSERT INTO {table} SELECT * FROM rollup_delta")
+    finally:
+        cursor.unregister("rollup_delta")
+
+
+MEMBER_DAY_SCHEMA = pa.schema(
+    [
+        ("org", pa.string()),
+        ("day", pa.date32()),
+        ("member", pa.string()),
+        ("kind", pa.string()),
+        ("k1", pa.string()),
+        ("k2", pa.string()),
+        ("n", pa.int64()),
+        ("n_accepted", pa.int64()),
+        ("s1", pa.int64()),
+        ("s2", pa.int64()),
+        ("s3", pa.int64()),
+    ]
+)
+APP_DAY_SCHEMA = pa.schema(
+    [
+        ("org", pa.string()),
+        ("day", pa.date32()),
+        ("app", pa.string()),
+        ("kind", pa.string()),
+        ("resource", pa.string()),
+        ("total", pa.int64()),
+        ("last_ts", pa.int64()),
+        ("last_id", pa.string()),
+        ("last_records", pa.int64()),
+    ]
+)
 
 
 def rebuild(cursor: duckdb.DuckDBPyConnection, org_id: str) -> None:
