@@ -9,8 +9,9 @@ the same object, but must let reads run beside writes.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 
 from tally.model.directory import App, Department, Directory, Member, Organization, Workspace
 from tally.model.events import StoredEvent
@@ -22,6 +23,22 @@ class AppendResult:
     """Which of the appended events were new (the rest were already stored: duplicates)."""
 
     new_ids: frozenset[str]
+
+
+# -- app usage (the record of its question, at the end of Store) --------------------------
+
+
+@dataclass(frozen=True)
+class AppTotals:
+    """What one app's events add up to, up to an instant."""
+
+    #: Sum of the ``app_resource`` deltas per resource; raw (may be negative), absent when none.
+    resources: Mapping[str, int]
+    #: ``records`` of the latest ``app_data`` event (ties in time: the greater id), if any.
+    records: int | None
+    #: Epoch µs of the latest ``app_visit`` / ``app_edit`` event, if any.
+    last_visit_us: int | None
+    last_edit_us: int | None
 
 
 class Store(ABC):
@@ -90,3 +107,12 @@ class Store(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    # -- app usage -------------------------------------------------------------------------
+    @abstractmethod
+    def app_totals(
+        self, org_id: str, app_ids: Sequence[str], *, day: date, end_us: int
+    ) -> dict[str, AppTotals]:
+        """For each of ``app_ids``, its events up to the end of the org day ``day`` (events with
+        ``ts < end_us``, ``end_us`` being that day's instant M): resource sums, latest data
+        volume, latest visit and edit. Apps without any such event are left out."""

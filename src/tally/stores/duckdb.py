@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,8 @@ from tally.model.directory import (
     Workspace,
     WorkspaceMembership,
 )
-from tally.model.events import STORED_COLUMNS, StoredEvent
-from tally.stores.base import AppendResult, Store
+from tally.model.events import RESOURCES, STORED_COLUMNS, StoredEvent
+from tally.stores.base import AppendResult, AppTotals, Store
 from tally.timeutil import from_micros, to_micros
 from tally.tokens import TokenRecord
 
@@ -391,6 +391,42 @@ class DuckDBStore(Store):
     def count_events(self, org_id: str) -> int:
         rows = self._rows("SELECT count(*) FROM events WHERE org = ?", [org_id])
         return int(rows[0][0])
+
+    # -- app usage -------------------------------------------------------------------------
+    #: One column per resource, in RESOURCES order; each takes the resource name as a parameter.
+    _RESOURCE_SUMS = ", ".join(
+        "sum(delta) FILTER (WHERE type = 'app_resource' AND resource = ?)" for _ in RESOURCES
+    )
+
+    def app_totals(
+        self, org_id: str, app_ids: Sequence[str], *, day: date, end_us: int
+    ) -> dict[str, AppTotals]:
+        if not app_ids:
+            return {}
+        wanted = ", ".join("?" for _ in app_ids)
+        sql = f"""
+            SELECT app, {self._RESOURCE_SUMS},
+                arg_max(records, (ts, id)) FILTER (WHERE type = 'app_data'),
+                max(ts) FILTER (WHERE type = 'app_visit'),
+                max(ts) FILTER (WHERE type = 'app_edit')
+            FROM events
+            WHERE org = ? AND day <= ? AND ts < ? AND app IN ({wanted})
+              AND type IN ('app_resource', 'app_data', 'app_visit', 'app_edit')
+            GROUP BY app
+        """
+        rows = self._rows(sql, [*RESOURCES, org_id, day, end_us, *app_ids])
+        return {row[0]: self._app_totals(row) for row in rows}
+
+    @staticmethod
+    def _app_totals(row: tuple[Any, ...]) -> AppTotals:
+        sums = row[1 : 1 + len(RESOURCES)]
+        records, last_visit, last_edit = row[1 + len(RESOURCES) :]
+        return AppTotals(
+            resources={r: int(v) for r, v in zip(RESOURCES, sums, strict=True) if v is not None},
+            records=records,
+            last_visit_us=last_visit,
+            last_edit_us=last_edit,
+        )
 
 
 def _org(row: tuple[Any, ...]) -> Organization:
