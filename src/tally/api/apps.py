@@ -167,8 +167,7 @@ def _decode(body: bytes, most: int, high: int) -> AppUsageStatsRequest:
     except BadRequest as exc:
         if exc.field not in _RULES:
             not_json = exc.detail.startswith("the body")
-            detail = exc.detail if not_json else f"the body must be a JSON object: {exc.detail}"
-            raise BadRequest(detail) from exc
+            raise BadRequest(exc.detail if not_json else "the body must be a JSON object") from exc
         rule = _RULES[exc.field].format(most=most, high=high)
         raise BadRequest(rule, field=exc.field) from exc
 
