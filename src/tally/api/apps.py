@@ -46,6 +46,12 @@ ERROR_CODES: dict[type[TallyError], int] = {
 }
 
 
+def error_code(error: TallyError) -> int:
+    """The code of the nearest class of ``error`` in the table, else its HTTP status x 10."""
+    known = (ERROR_CODES[kind] for kind in type(error).__mro__ if kind in ERROR_CODES)
+    return next(known, error.status * 10)
+
+
 class AppUsageStatsRequest(msgspec.Struct, kw_only=True):
     """The request body; every field is optional and ``null`` means omitted."""
 
@@ -86,8 +92,9 @@ class AppsAPI(Facade):
 
     # -- errors ----------------------------------------------------------------------------
     def render_error(self, error: TallyError, call: Call | None, request_id: str) -> Response:
-        code = ERROR_CODES.get(type(error), error.status * 10)
-        return JSONResponse({"code": code, "msg": error.detail}, status_code=error.status)
+        return JSONResponse(
+            {"code": error_code(error), "msg": error.detail}, status_code=error.status
+        )
 
     # -- the operation ---------------------------------------------------------------------
     def usage_stats(self, call: Call) -> Response:
