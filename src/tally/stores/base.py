@@ -25,22 +25,6 @@ class AppendResult:
     new_ids: frozenset[str]
 
 
-# -- app usage (the record of its question, at the end of Store) --------------------------
-
-
-@dataclass(frozen=True)
-class AppTotals:
-    """What one app's events add up to, up to an instant."""
-
-    #: Sum of the ``app_resource`` deltas per resource; raw (may be negative), absent when none.
-    resources: Mapping[str, int]
-    #: ``records`` of the latest ``app_data`` event (ties in time: the greater id), if any.
-    records: int | None
-    #: Epoch µs of the latest ``app_visit`` / ``app_edit`` event, if any.
-    last_visit_us: int | None
-    last_edit_us: int | None
-
-
 class Store(ABC):
     """Persistence of one Tally environment."""
 
@@ -116,3 +100,19 @@ class Store(ABC):
         """For each of ``app_ids``, its events up to the end of the org day ``day`` (events with
         ``ts < end_us``, ``end_us`` being that day's instant M): resource sums, latest data
         volume, latest visit and edit. Apps without any such event are left out."""
+
+
+# -- app usage: the record of ``Store.app_totals`` ----------------------------------------
+
+
+@dataclass(frozen=True)
+class AppTotals:
+    """What one app's events add up to, up to an instant."""
+
+    #: Sum of the ``app_resource`` deltas per resource; raw (may be negative), absent when none.
+    resources: Mapping[str, int]
+    #: ``records`` of the latest ``app_data`` event (ties in time: the greater id), if any.
+    records: int | None
+    #: Epoch µs of the latest ``app_visit`` / ``app_edit`` event, if any.
+    last_visit_us: int | None
+    last_edit_us: int | None
