@@ -6,13 +6,13 @@ so they share one set of rules and one idempotency.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from datetime import date, timedelta
 
 import msgspec
 
 from tally.engine.directory import DirectoryService
+from tally.engine.group_commit import GroupCommitter
 from tally.errors import BadRequest, NotFound
 from tally.model.directory import Directory
 from tally.model.events import (
@@ -79,8 +79,7 @@ class Ingestor:
         self._directory = directory
         self._clock = clock
         self._max_future = timedelta(seconds=max_future_seconds)
-        # One writer at a time: the duplicate check and the append must see the same table.
-        self._lock = threading.Lock()
+        self._committer = GroupCommitter(store)
 
     def ingest_body(self, org_id: str, body: bytes, content_type: str) -> IngestResult:
         return self.ingest_items(org_id, decode_body(body, content_type))
@@ -90,13 +89,8 @@ class Ingestor:
         if directory is None:
             raise NotFound(f'organization "{org_id}" does not exist')
         rows, rejected, duplicates = self._check(directory, items)
-        if rows:
-            with self._lock:
-                stored = self._store.append_events(org_id, rows)
-            accepted = len(stored.new_ids)
-            duplicates += len(rows) - accepted
-        else:
-            accepted = 0
+        accepted = len(self._committer.append(org_id, rows)) if rows else 0
+        duplicates += len(rows) - accepted
         return IngestResult(accepted=accepted, duplicates=duplicates, rejected=rejected)
 
     def _check(
