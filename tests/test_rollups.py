@@ -71,7 +71,7 @@ def _event(rng: random.Random, n: int, members: list[str]) -> dict[str, Any]:
     return event
 
 
-def build_scenario(admin: Admin, seed: int) -> list[dict[str, Any]]:
+def build_scenario(admin: Admin, seed: int, *, send: bool = True) -> list[dict[str, Any]]:
     """A random org: department moves (some in the middle of a day), events sent out of order,
     in random batches, a tenth of them twice. Returns the events as the org holds them."""
     rng = random.Random(seed)
@@ -109,6 +109,8 @@ def build_scenario(admin: Admin, seed: int) -> list[dict[str, Any]]:
             f"acme/apps/{app}", {"name": app, "creator": "m0", "created_at": "2026-01-01T00:00:00Z"}
         )
     events = [_event(rng, n, members) for n in range(1500)]
+    if not send:
+        return events
     sent = events + rng.sample(events, k=150)
     rng.shuffle(sent)
     while sent:

@@ -12,16 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import click
-import msgspec
 
 from tally.engine.ingest import IngestResult
 from tally.errors import TallyError
-from tally.model.events import DecodedItem, Event, decode_item, explain
+from tally.model.events import DecodedItem, decode_item
 from tally.service import Tally
 from tally.settings import Settings
 from tally.tokens import SCOPES
 
 IMPORT_CHUNK = 50_000
+PARQUET_CHUNK = 200_000
 db_option = click.option(
     "--db",
     "db_path",
@@ -134,6 +134,8 @@ def import_(db_path: Path | None, org_id: str, files: tuple[Path, ...]) -> None:
 
 def import_file(tally: Tally, org_id: str, path: Path) -> IngestResult:
     """Ingest one file in chunks, with a progress bar on stderr."""
+    if path.suffix.lower() == ".parquet":
+        return _import_parquet(tally, org_id, path)
     result = IngestResult(0, 0, [])
     chunks, length = _read_chunks(path)
     with click.progressbar(length=length, label=path.name, file=sys.stderr) as bar:
@@ -144,15 +146,28 @@ def import_file(tally: Tally, org_id: str, path: Path) -> IngestResult:
 
 
 def _read_chunks(path: Path) -> tuple[Iterator[tuple[list[DecodedItem], int]], int]:
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        parquet = pq.ParquetFile(path)
-        return _parquet_chunks(parquet), parquet.metadata.num_rows
-    if suffix == ".json":
+    if path.suffix.lower() == ".json":
         return _json_chunks(path), 1
     return _ndjson_chunks(path), path.stat().st_size
+
+
+def _import_parquet(tally: Tally, org_id: str, path: Path) -> IngestResult:
+    """Parquet takes the columnar path: whole record batches validated and appended at once."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    result = IngestResult(0, 0, [])
+    done = 0
+    with click.progressbar(
+        length=parquet.metadata.num_rows, label=path.name, file=sys.stderr
+    ) as bar:
+        for batch in parquet.iter_batches(batch_size=PARQUET_CHUNK):
+            table = pa.Table.from_batches([batch])
+            result = result.merge(tally.ingestor.ingest_arrow(org_id, table, first_index=done))
+            done += batch.num_rows
+            bar.update(batch.num_rows)
+    return result
 
 
 def _ndjson_chunks(path: Path) -> Iterator[tuple[list[DecodedItem], int]]:
@@ -181,27 +196,23 @@ def _json_chunks(path: Path) -> Iterator[tuple[list[DecodedItem], int]]:
     yield [], 1
 
 
-def _parquet_chunks(parquet: Any) -> Iterator[tuple[list[DecodedItem], int]]:
-    index = 0
-    for batch in parquet.iter_batches(batch_size=IMPORT_CHUNK):
-        items = []
-        for row in batch.to_pylist():
-            items.append(_convert_row(index, {k: v for k, v in row.items() if v is not None}))
-            index += 1
-        yield items, batch.num_rows
+@cli.group()
+def rollup() -> None:
+    """Maintain the daily rollups the statistics APIs read."""
 
 
-def _convert_row(index: int, row: dict[str, Any]) -> DecodedItem:
-    """A Parquet row through the same typed validation as a JSON item."""
-    if isinstance(row.get("time"), str):
-        return decode_item(index, msgspec.json.encode(row))
-    try:
-        return DecodedItem(index, msgspec.convert(row, Event))
-    except msgspec.ValidationError as exc:
-        raw_id = row.get("id")
-        return DecodedItem(
-            index, None, explain(str(exc)), raw_id if isinstance(raw_id, str) else None
-        )
+@rollup.command("rebuild")
+@db_option
+@click.option("--org", "org_ids", multiple=True, help="Organization id (default: every one).")
+def rollup_rebuild(db_path: Path | None, org_ids: tuple[str, ...]) -> None:
+    """Recompute the rollups from the raw events (the source of truth)."""
+    with _open(db_path) as tally:
+        known = [o.id for o in tally.directory.orgs()]
+        for org_id in org_ids or known:
+            if org_id not in known:
+                raise click.ClickException(f'organization "{org_id}" does not exist')
+            tally.store.rebuild_rollups(org_id)
+            click.echo(f"rebuilt the rollups of {org_id}")
 
 
 @cli.command()

@@ -12,6 +12,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+
 from tally.model.events import StoredEvent
 from tally.stores.base import Store
 
@@ -48,6 +50,11 @@ class GroupCommitter:
         if batch.error is not None:
             raise batch.error
         return batch.new_ids
+
+    def append_table(self, org_id: str, table: pa.Table) -> frozenset[str]:
+        """A bulk batch (Arrow, stored layout, distinct ids): its own transaction."""
+        with self._write_lock:
+            return self._store.append_table(org_id, table).new_ids
 
     def _write(self, group: list[_Batch]) -> None:
         by_org: dict[str, list[_Batch]] = {}

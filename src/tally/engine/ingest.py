@@ -10,13 +10,17 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 
 import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from tally.engine.columnar import stored_table, vouched_rows
 from tally.engine.directory import DirectoryService
 from tally.engine.group_commit import GroupCommitter
 from tally.errors import BadRequest, NotFound
 from tally.model.directory import Directory
 from tally.model.events import (
     CHAT_TYPES,
+    STORED_SCHEMA,
     AppData,
     AppEdit,
     AppResource,
@@ -29,6 +33,7 @@ from tally.model.events import (
     StoredEvent,
     WorkspaceActivity,
     decode_json_array,
+    decode_mapping,
     decode_ndjson,
 )
 from tally.settings import Clock
@@ -92,6 +97,26 @@ class Ingestor:
         accepted = len(self._committer.append(org_id, rows)) if rows else 0
         duplicates += len(rows) - accepted
         return IngestResult(accepted=accepted, duplicates=duplicates, rejected=rejected)
+
+    def ingest_arrow(self, org_id: str, batch: pa.Table, first_index: int = 0) -> IngestResult:
+        """Ingest an Arrow batch (a Parquet import): rows the vectorised checks vouch for are
+        appended in one go; the others take the per-item path, which words their rejection."""
+        directory = self._directory.get(org_id)
+        if directory is None:
+            raise NotFound(f'organization "{org_id}" does not exist')
+        mask = vouched_rows(batch, directory, self._clock() + self._max_future)
+        vouched = batch.filter(mask)
+        rows = stored_table(vouched, org_id, directory.org.timezone, STORED_SCHEMA)
+        accepted = len(self._committer.append_table(org_id, rows)) if rows.num_rows else 0
+        result = IngestResult(accepted, vouched.num_rows - accepted, [])
+        others = pc.indices_nonzero(pc.invert(mask)).to_pylist()
+        if others:
+            items = [
+                decode_mapping(first_index + i, row)
+                for i, row in zip(others, batch.take(others).to_pylist(), strict=True)
+            ]
+            result = result.merge(self.ingest_items(org_id, items))
+        return result
 
     def _check(
         self, directory: Directory, items: Iterable[DecodedItem]

@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Annotated, Literal
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
 
 import msgspec
+import pyarrow as pa
 
 EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Label = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
@@ -156,6 +157,30 @@ class StoredEvent(msgspec.Struct, kw_only=True):
 
 
 STORED_COLUMNS: tuple[str, ...] = StoredEvent.__struct_fields__
+#: The stored layout as Arrow: ``org``, then the columns of :class:`StoredEvent`.
+STORED_SCHEMA = pa.schema(
+    [
+        ("org", pa.string()),
+        ("id", pa.string()),
+        ("ts", pa.int64()),
+        ("day", pa.date32()),
+        ("type", pa.string()),
+        ("member", pa.string()),
+        ("ide", pa.string()),
+        ("language", pa.string()),
+        ("chat_type", pa.string()),
+        ("source", pa.string()),
+        ("accepted", pa.bool_()),
+        ("lines_suggested", pa.int64()),
+        ("lines_accepted", pa.int64()),
+        ("lines_changed", pa.int64()),
+        ("workspace", pa.string()),
+        ("app", pa.string()),
+        ("resource", pa.string()),
+        ("delta", pa.int64()),
+        ("records", pa.int64()),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -206,6 +231,20 @@ def decode_item(index: int, raw: bytes) -> DecodedItem:
         return DecodedItem(index, None, explain(str(exc)), _peek_id(raw))
     except msgspec.DecodeError:
         return DecodedItem(index, None, "the item is not valid JSON", None)
+
+
+def decode_mapping(index: int, row: dict[str, Any]) -> DecodedItem:
+    """An item given as a mapping (a Parquet row): nulls dropped, then the typed validation."""
+    row = {k: v for k, v in row.items() if v is not None}
+    if not isinstance(row.get("time", datetime.now(UTC)), datetime):
+        return decode_item(index, msgspec.json.encode(row))
+    try:
+        return DecodedItem(index, msgspec.convert(row, Event))
+    except msgspec.ValidationError as exc:
+        raw_id = row.get("id")
+        return DecodedItem(
+            index, None, explain(str(exc)), raw_id if isinstance(raw_id, str) else None
+        )
 
 
 def _peek_id(raw: bytes) -> str | None:

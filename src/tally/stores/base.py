@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+import pyarrow as pa
+
 from tally.model.directory import App, Department, Directory, Member, Organization, Workspace
 from tally.model.events import StoredEvent
 from tally.tokens import TokenRecord
@@ -73,6 +75,11 @@ class Store(ABC):
 
         ``events`` hold distinct ids. The duplicate check must not scan a growing table.
         """
+
+    @abstractmethod
+    def append_table(self, org_id: str, table: pa.Table) -> AppendResult:
+        """:meth:`append_events` for a bulk import: an Arrow table in the stored layout (``org``
+        then the columns of ``StoredEvent``), distinct ids."""
 
     @abstractmethod
     def list_events(

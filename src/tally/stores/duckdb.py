@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tally.errors import StoreBusy
 from tally.model.directory import (
@@ -31,6 +32,7 @@ from tally.model.directory import (
     WorkspaceMembership,
 )
 from tally.model.events import RESOURCES, STORED_COLUMNS, StoredEvent
+from tally.model.events import STORED_SCHEMA as EVENT_SCHEMA
 from tally.stores import duckdb_rollups as rollups
 from tally.stores.base import (
     ActiveMembers,
@@ -95,29 +97,6 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
-EVENT_SCHEMA = pa.schema(
-    [
-        ("org", pa.string()),
-        ("id", pa.string()),
-        ("ts", pa.int64()),
-        ("day", pa.date32()),
-        ("type", pa.string()),
-        ("member", pa.string()),
-        ("ide", pa.string()),
-        ("language", pa.string()),
-        ("chat_type", pa.string()),
-        ("source", pa.string()),
-        ("accepted", pa.bool_()),
-        ("lines_suggested", pa.int64()),
-        ("lines_accepted", pa.int64()),
-        ("lines_changed", pa.int64()),
-        ("workspace", pa.string()),
-        ("app", pa.string()),
-        ("resource", pa.string()),
-        ("delta", pa.int64()),
-        ("records", pa.int64()),
-    ]
-)
 _EVENT_SELECT = ", ".join(STORED_COLUMNS)
 
 
@@ -390,6 +369,31 @@ class DuckDBStore(Store):
         if self._appends % COMPACT_EVERY == 0:
             self.compact_rollups()
         return AppendResult(new)
+
+    def append_table(self, org_id: str, table: pa.Table) -> AppendResult:
+        if table.num_rows == 0:
+            return AppendResult(frozenset())
+        with self._transaction() as cur:
+            cur.register("incoming_events", table)
+            try:
+                new_ids = [
+                    row[0]
+                    for row in cur.execute(
+                        "INSERT INTO events SELECT * FROM incoming_events"
+                        " ON CONFLICT DO NOTHING RETURNING id"
+                    ).fetchall()
+                ]
+            finally:
+                cur.unregister("incoming_events")
+            if len(new_ids) < table.num_rows:
+                table = table.filter(pc.is_in(table["id"], pa.array(new_ids, pa.string())))
+            cur.register("new_events", table)
+            try:
+                rollups.add_table(cur, "new_events")
+            finally:
+                cur.unregister("new_events")
+        self._touched[org_id].update(pc.unique(table["day"]).to_pylist())
+        return AppendResult(frozenset(new_ids))
 
     def compact_rollups(self) -> None:
         """Merge the rollup deltas of the days appended to since the last compaction."""

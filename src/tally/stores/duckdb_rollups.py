@@ -149,6 +149,13 @@ def add(cursor: duckdb.DuckDBPyConnection, org_id: str, events: Iterable[StoredE
     _insert(cursor, "app_day", org_id, app_rows, APP_DAY_SCHEMA)
 
 
+def add_table(cursor: duckdb.DuckDBPyConnection, source: str) -> None:
+    """Roll up the (new) events of the registered table ``source`` with the SQL of ``rebuild``:
+    the cheaper way for a bulk import's large batches."""
+    cursor.execute(f"INSERT INTO member_day {_MEMBER_DAY_FROM.format(src=source)}")
+    cursor.execute(f"INSERT INTO app_day {_APP_DAY_FROM.format(src=source)}")
+
+
 def _add(rows: dict[tuple[Any, ...], list[int]], key: tuple[Any, ...], *values: int) -> None:
     current = rows.get(key)
     if current is None:
