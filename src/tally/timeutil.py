@@ -58,9 +58,12 @@ def parse_date(text: str) -> date:
     if not _DATE.match(text):
         raise ValueError("must be a date in YYYY-MM-DD format")
     try:
-        return date.fromisoformat(text)
+        value = date.fromisoformat(text)
     except ValueError as exc:
         raise ValueError(f"{text} is not a valid calendar date") from exc
+    if not 2 <= value.year <= 9998:  # so that a day's end in any zone cannot overflow
+        raise ValueError("must be a date with a year from 2 to 9998")
+    return value
 
 
 def to_micros(instant: datetime) -> int:

@@ -15,7 +15,7 @@ from datetime import datetime
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tally.model.directory import Directory
+from tally.model.directory import EARLIEST, Directory
 from tally.model.events import CHAT_TYPES, EVENT_TYPES, RESOURCES
 from tally.timeutil import to_micros
 
@@ -64,6 +64,7 @@ def vouched_rows(batch: pa.Table, directory: Directory, latest: datetime) -> pa.
     ok = pc.and_(pc.is_in(kind, pa.array(EVENT_TYPES)), pc.is_valid(batch["id"]))
     ok = pc.and_(ok, pc.is_valid(batch["member"]))
     ok = pc.and_(ok, pc.fill_null(pc.less_equal(batch["time"], _at(latest)), False))
+    ok = pc.and_(ok, pc.fill_null(pc.greater_equal(batch["time"], _at(EARLIEST)), False))
     for name in batch.column_names:
         if name in ("id", "time", "type", "member"):
             continue

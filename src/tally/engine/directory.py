@@ -8,6 +8,8 @@ from datetime import datetime
 
 from tally.errors import BadRequest, Conflict, NotFound
 from tally.model.directory import (
+    EARLIEST,
+    LATEST,
     App,
     AppInput,
     Department,
@@ -115,6 +117,8 @@ class DirectoryService:
             _check_order(created_at, body.deleted_at, "created_at", "deleted_at")
             # A new member's first version holds from its creation; later PUTs from their time.
             default_effective = now if current else created_at
+            if body.effective_at is not None:
+                _check_order(body.effective_at, None, "effective_at", "effective_at")
             version = MemberVersion(
                 effective_at=body.effective_at or default_effective,
                 developer=body.developer,
@@ -209,5 +213,8 @@ def merge_version(
 
 
 def _check_order(start: datetime, end: datetime | None, start_name: str, end_name: str) -> None:
+    for name, value in ((start_name, start), (end_name, end)):
+        if value is not None and not EARLIEST <= value < LATEST:
+            raise BadRequest(f"{name} must lie between 1970 and 9000", field=name)
     if end is not None and end < start:
         raise BadRequest(f"{end_name} must not be before {start_name}", field=end_name)

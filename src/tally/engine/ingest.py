@@ -17,7 +17,7 @@ from tally.engine.columnar import stored_table, vouched_rows
 from tally.engine.directory import DirectoryService
 from tally.engine.group_commit import GroupCommitter
 from tally.errors import BadRequest, NotFound
-from tally.model.directory import Directory
+from tally.model.directory import EARLIEST, Directory
 from tally.model.events import (
     CHAT_TYPES,
     STORED_SCHEMA,
@@ -135,6 +135,8 @@ class Ingestor:
             problem = check_event(event, directory)
             if problem is None and event.time > latest:
                 problem = "time is more than 5 minutes in the future"
+            if problem is None and event.time < EARLIEST:
+                problem = "time is before 1970-01-01T00:00:00Z"
             if problem is not None:
                 rejected.append(Rejection(item.index, event.id, problem))
             elif event.id in seen:

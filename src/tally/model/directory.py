@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 import msgspec
@@ -18,6 +18,10 @@ AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^/\s][^/]*$")]
 Name = Annotated[str, msgspec.Meta(max_length=500)]
 DEFAULT_TIMEZONE = "Asia/Shanghai"
+#: The range of instants Tally accepts anywhere (directory times and event times): far-off
+#: years would overflow the calendar arithmetic of a day in some time zone.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 class Organization(msgspec.Struct, frozen=True, kw_only=True):
