@@ -174,24 +174,7 @@ EVENT = st.fixed_dictionaries(
             ]
         ),
     },
-    optional={
-        name: VALUE
-        for name in (
-            "ide",
-            "language",
-            "lines_suggested",
-            "accepted",
-            "lines_accepted",
-            "chat_type",
-            "source",
-            "lines_changed",
-            "workspace",
-            "app",
-            "resource",
-            "delta",
-            "records",
-        )
-    },
+    optional=dict.fromkeys(("ide", "language", "lines_suggested", "accepted", "lines_accepted", "chat_type", "source", "lines_changed", "workspace", "app", "resource", "delta", "records"), VALUE),
 )
 
 
