@@ -174,7 +174,24 @@ EVENT = st.fixed_dictionaries(
             ]
         ),
     },
-    optional=dict.fromkeys(("ide", "language", "lines_suggested", "accepted", "lines_accepted", "chat_type", "source", "lines_changed", "workspace", "app", "resource", "delta", "records"), VALUE),
+    optional=dict.fromkeys(
+        (
+            "ide",
+            "language",
+            "lines_suggested",
+            "accepted",
+            "lines_accepted",
+            "chat_type",
+            "source",
+            "lines_changed",
+            "workspace",
+            "app",
+            "resource",
+            "delta",
+            "records",
+        ),
+        VALUE,
+    ),
 )
 
 
