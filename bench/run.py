@@ -115,11 +115,17 @@ def _log(message: str) -> None:
 
 
 def run_size(
-    name: str, args: argparse.Namespace, plan: OrgPlan, template: Path, pg: Postgres | None
-) -> dict[str, Any]:
+    name: str,
+    args: argparse.Namespace,
+    plan: OrgPlan,
+    template: Path,
+    pg: Postgres | None,
+    out: dict[str, Any],
+) -> None:
+    """Measure one size; figures land in ``out`` as they come (kept if a later step fails)."""
     total = SIZES[name]
     work: Path = args.work_dir
-    out: dict[str, Any] = {"events": total}
+    out["events"] = total
     _log(f"{name}: generating events (cached when present)")
     generated = cached_events(plan, total, work / "events")
     out["active_member_days"] = generated.active_member_days
@@ -261,7 +267,6 @@ def run_size(
     if not args.keep_db:
         db.unlink(missing_ok=True)
         Path(f"{db}.wal").unlink(missing_ok=True)
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,14 +307,14 @@ def main(argv: list[str] | None = None) -> int:
         results["versions"] = versions(pg.version if pg else None)
         for name in args.size_names:
             try:
-                results["sizes"][name] = run_size(name, args, plan, template, pg)
+                run_size(name, args, plan, template, pg, results["sizes"].setdefault(name, {}))
             except KeyboardInterrupt:
                 results["interrupted"] = name
                 write_json(out_path, results)
                 raise
             except Exception as exc:  # report it, keep the figures of the other sizes
                 _log(f"{name}: FAILED: {exc!r}")
-                results["sizes"].setdefault(name, {})["error"] = repr(exc)
+                results["sizes"][name]["error"] = repr(exc)
             write_json(out_path, results)
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     write_json(out_path, results)
