@@ -29,7 +29,7 @@ demo: install
 ## Lint, type-check and run every test.
 test: install-dev
 	bash scripts/test-deps.sh
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 

@@ -3,7 +3,7 @@
 What it measures
 ----------------
 1. Decode + validate of one 1,000-event JSON array (a realistic mix: 60% completion, 15% chat,
-   15% code, 5% activity, 5% workspace_activity; ~250 bytes an event), in events/s, best of
+   15% code, 5% activity, 5% workspace_activity; ~235 bytes an event), in events/s, best of
    several timed repeats, for:
 
    * msgspec: typed Structs as a tagged union on ``type`` (strict, ``Meta(ge=0)`` ints,
@@ -27,14 +27,19 @@ What it measures
    each served by uvicorn (uvloop + httptools, 1 worker, access log off) on 127.0.0.1 on a free
    port, in a subprocess. ``POST /events`` reads the raw body, decodes it with the msgspec fast
    path + fallback above and answers ``{"accepted": n}``; ``GET /healthz`` answers a constant.
-   A separate load process runs 8 concurrent ``httpx.AsyncClient`` clients (one keep-alive
-   connection each) posting the same 1,000-event body in a loop for a bounded time, then
-   getting ``/healthz``; it reports events/s acknowledged, requests/s, p50/p99 latency and the
-   CPU share the server and the load process used (a server near 100% is the bottleneck; a
-   load process near 100% means the figure is bounded by the client). Only loopback is used;
-   every server is stopped by its PID at the end, also on error or Ctrl-C.
+   A separate load process keeps 8 concurrent clients (one keep-alive connection each) posting
+   the same 1,000-event body in a closed loop for a bounded time, then getting ``/healthz``,
+   and reports events/s acknowledged, requests/s, p50/p99 latency, and the share of a core
+   that the server and the load process used. It does so twice per framework: with 8
+   ``httpx.AsyncClient`` clients, and with 8 minimal asyncio HTTP/1.1 clients (pre-built
+   request, response read by Content-Length), because on two cores httpx itself saturates
+   first on small requests and would hide the servers' differences. The server's CPU time per
+   request under the raw load is the cleanest per-framework overhead figure. Each framework is
+   measured in ``--rounds`` rounds (alternating order, fresh server each) and the best round is
+   reported; all rounds go to the JSON. Only loopback is used; every server and load process is
+   stopped by its PID at the end, also on error, SIGTERM or Ctrl-C.
 
-How to run (from the repository root; about 2-3 minutes on 2 cores)::
+How to run (from the repository root; about 3 minutes on 2 cores)::
 
     python3 -m venv /tmp/stackvenv
     /tmp/stackvenv/bin/pip install msgspec pydantic orjson starlette litestar fastapi \\
@@ -61,7 +66,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -99,7 +104,8 @@ LIBRARIES = (
     "httptools",
     "httpx",
 )
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+SCRIPT = str(Path(__file__).resolve())
+RESULTS_DIR = Path(SCRIPT).parent / "results"
 
 # --------------------------------------------------------------------------------------------
 # The payload
@@ -458,8 +464,9 @@ BATCH_VARIANTS: dict[str, BatchDecoder] = {
     "msgspec Struct union, list[Event] one call": msgspec_batch,
     "pydantic TypeAdapter discriminated union": pydantic_batch,
 }
+MSGSPEC_ITEMS = "msgspec fast path + Raw per-item fallback"
 ITEM_VARIANTS: dict[str, ItemsDecoder] = {
-    "msgspec fast path + Raw per-item fallback": msgspec_items,
+    MSGSPEC_ITEMS: msgspec_items,
     "pydantic union + per-item WrapValidator": pydantic_items,
     "orjson.loads + hand checks": orjson_items,
     "json.loads + hand checks": json_items,
@@ -637,6 +644,9 @@ def serve(framework: str, port: int) -> None:
 # Part 2: the load generator (run in a subprocess: ``--role load``)
 # --------------------------------------------------------------------------------------------
 
+Send = Callable[[], Awaitable[tuple[int, bytes]]]
+CLIENT_KINDS = ("httpx", "raw")
+
 
 def process_cpu_seconds(pid: int) -> float | None:
     """User + system CPU seconds of a process, from /proc (None where there is no /proc)."""
@@ -655,67 +665,128 @@ def percentile(ordered: list[float], fraction: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
+@contextlib.asynccontextmanager
+async def httpx_senders(
+    port: int, method: str, path: str, body: bytes | None, count: int
+) -> AsyncIterator[list[Send]]:
+    """``count`` httpx.AsyncClients, one keep-alive connection each (the specified load)."""
+    headers = {"content-type": "application/json"} if body is not None else {}
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    base_url = f"http://127.0.0.1:{port}"
+    clients = [
+        httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60.0, trust_env=False)
+        for _ in range(count)
+    ]
+
+    def sender(client: httpx.AsyncClient) -> Send:
+        async def send() -> tuple[int, bytes]:
+            response = await client.request(method, path, content=body, headers=headers)
+            return response.status_code, response.content
+
+        return send
+
+    try:
+        yield [sender(client) for client in clients]
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+class RawConnection:
+    """A minimal HTTP/1.1 keep-alive client on one socket: a pre-built request, and a response
+    read by Content-Length. Far cheaper per request than httpx, so that the server, not the
+    load process, is what saturates on two cores."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes):
+        self.reader, self.writer, self.request = reader, writer, request
+
+    async def send(self) -> tuple[int, bytes]:
+        self.writer.write(self.request)
+        await self.writer.drain()
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length: int | None = None
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        if length is None:
+            raise RuntimeError("a response without Content-Length")
+        return status, await self.reader.readexactly(length)
+
+
+@contextlib.asynccontextmanager
+async def raw_senders(
+    port: int, method: str, path: str, body: bytes | None, count: int
+) -> AsyncIterator[list[Send]]:
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    if body is not None:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    request = head.encode() + b"\r\n" + (body or b"")
+    connections: list[RawConnection] = []
+    try:
+        for _ in range(count):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            connections.append(RawConnection(reader, writer, request))
+        yield [connection.send for connection in connections]
+    finally:
+        for connection in connections:
+            connection.writer.close()
+            with contextlib.suppress(OSError):
+                await connection.writer.wait_closed()
+
+
 async def load_phase(
-    base_url: str,
-    method: Literal["GET", "POST"],
-    path: str,
-    body: bytes | None,
+    senders: list[Send],
     expect_accepted: int | None,
-    clients: int,
     warmup: float,
     duration: float,
     server_pid: int,
 ) -> dict[str, Any]:
-    """``clients`` keep-alive connections in a closed loop; statistics over the timed window."""
-    headers = {"content-type": "application/json"} if body is not None else {}
+    """Every sender in a closed loop; statistics over requests sent in the timed window."""
     latencies: list[float] = []
     errors = 0
     acknowledged = 0
     last_done = 0.0
-    now = time.perf_counter()
-    window_start = now + warmup
+    window_start = time.perf_counter() + warmup
     window_end = window_start + duration
+    cpu: dict[str, float | None] = {}
 
-    async def client_loop(client: httpx.AsyncClient) -> None:
+    async def client_loop(send: Send) -> None:
         nonlocal errors, acknowledged, last_done
         while (sent := time.perf_counter()) < window_end:
-            response = await client.request(method, path, content=body, headers=headers)
+            status, content = await send()
             done = time.perf_counter()
             if sent < window_start:
                 continue
             latencies.append(done - sent)
             last_done = max(last_done, done)
-            if response.status_code != 200:
+            if status != 200:
                 errors += 1
             elif expect_accepted is not None:
-                count = msgspec.json.decode(response.content)["accepted"]
+                count = msgspec.json.decode(content)["accepted"]
                 acknowledged += count
                 errors += count != expect_accepted
-
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    http_clients = [
-        httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60.0, trust_env=False)
-        for _ in range(clients)
-    ]
-    cpu: dict[str, float | None] = {}
 
     async def sample_cpu() -> None:
         await asyncio.sleep(max(0.0, window_start - time.perf_counter()))
         cpu["server"] = process_cpu_seconds(server_pid)
         cpu["client"] = time.process_time()
 
-    try:
-        sampler = asyncio.ensure_future(sample_cpu())
-        await asyncio.gather(*(client_loop(c) for c in http_clients))
-        await sampler
-        server_end = process_cpu_seconds(server_pid)
-        client_end = time.process_time()
-    finally:
-        for c in http_clients:
-            await c.aclose()
-    elapsed = last_done - window_start if latencies else float("nan")
+    sampler = asyncio.ensure_future(sample_cpu())
+    await asyncio.gather(*(client_loop(send) for send in senders))
+    await sampler
+    server_end = process_cpu_seconds(server_pid)
+    client_end = time.process_time()
+    if not latencies:
+        raise RuntimeError("no request completed in the timed window")
+    elapsed = last_done - window_start
     latencies.sort()
-    server_start, client_start = cpu.get("server"), cpu.get("client")
+    server_start, client_start = cpu["server"], cpu["client"]
+    server_cpu = (
+        server_end - server_start if server_end is not None and server_start is not None else None
+    )
+    client_cpu = client_end - client_start if client_start is not None else None
     return {
         "requests": len(latencies),
         "errors": errors,
@@ -724,43 +795,33 @@ async def load_phase(
         "events_per_s": acknowledged / elapsed if expect_accepted is not None else None,
         "p50_ms": percentile(latencies, 0.50) * 1e3,
         "p99_ms": percentile(latencies, 0.99) * 1e3,
-        "max_ms": latencies[-1] * 1e3 if latencies else float("nan"),
-        "server_cpu_pct": (
-            100 * (server_end - server_start) / elapsed
-            if server_end is not None and server_start is not None
-            else None
-        ),
-        "client_cpu_pct": (
-            100 * (client_end - client_start) / elapsed if client_start is not None else None
+        "max_ms": latencies[-1] * 1e3,
+        "server_cpu_pct": None if server_cpu is None else 100 * server_cpu / elapsed,
+        "client_cpu_pct": None if client_cpu is None else 100 * client_cpu / elapsed,
+        "server_cpu_ms_per_request": (
+            None if server_cpu is None else 1e3 * server_cpu / len(latencies)
         ),
     }
 
 
 async def run_load(args: argparse.Namespace) -> dict[str, Any]:
     good, _bad = make_bodies()
-    base_url = f"http://127.0.0.1:{args.port}"
-    common = {"clients": args.clients, "server_pid": args.server_pid}
-    ingest_stats = await load_phase(
-        base_url,
-        "POST",
-        "/events",
-        good,
-        BATCH_SIZE,
-        **common,
-        warmup=args.warmup,
-        duration=args.duration,
+    senders_for = httpx_senders if args.client == "httpx" else raw_senders
+    result: dict[str, Any] = {}
+    phases: tuple[tuple[str, Literal["GET", "POST"], str, bytes | None, float, float], ...] = (
+        ("ingest", "POST", "/events", good, args.warmup, args.duration),
+        ("healthz", "GET", "/healthz", None, min(args.warmup, 0.5), args.health_duration),
     )
-    health_stats = await load_phase(
-        base_url,
-        "GET",
-        "/healthz",
-        None,
-        None,
-        **common,
-        warmup=min(args.warmup, 1.0),
-        duration=args.health_duration,
-    )
-    return {"ingest": ingest_stats, "healthz": health_stats}
+    for name, method, path, body, warmup, duration in phases:
+        async with senders_for(args.port, method, path, body, args.clients) as senders:
+            result[name] = await load_phase(
+                senders,
+                BATCH_SIZE if body is not None else None,
+                warmup,
+                duration,
+                args.server_pid,
+            )
+    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -788,11 +849,11 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def wait_ready(process: subprocess.Popen[bytes], port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
+    url = f"http://127.0.0.1:{port}/healthz"
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited early with code {process.returncode}")
         with contextlib.suppress(httpx.TransportError):
-            url = f"http://127.0.0.1:{port}/healthz"
             if httpx.get(url, timeout=1.0, trust_env=False).status_code == 200:
                 return
         time.sleep(0.1)
@@ -800,64 +861,93 @@ def wait_ready(process: subprocess.Popen[bytes], port: int, timeout: float = 30.
 
 
 @contextlib.contextmanager
-def running_server(framework: str, started: list[subprocess.Popen[bytes]]) -> Iterator[int]:
+def running_server(
+    framework: str, started: list[subprocess.Popen[bytes]]
+) -> Iterator[tuple[int, int]]:
+    """A uvicorn subprocess serving ``framework``; yields (port, pid) and stops it by PID."""
     port = free_port()
-    script = str(Path(__file__).resolve())
-    cmd = [sys.executable, script, "--role", "serve", "--framework", framework, "--port", str(port)]
-    process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+    cmd = [SCRIPT, "--role", "serve", "--framework", framework, "--port", str(port)]
+    process = subprocess.Popen([sys.executable, *cmd], stdin=subprocess.DEVNULL)
     started.append(process)
     try:
         wait_ready(process, port)
-        yield port
+        yield port, process.pid
     finally:
         stop(process)
+
+
+def run_loader(
+    args: argparse.Namespace,
+    client: str,
+    port: int,
+    server_pid: int,
+    started: list[subprocess.Popen[bytes]],
+) -> dict[str, Any]:
+    cmd = [
+        *(SCRIPT, "--role", "load", "--client", client, "--port", str(port)),
+        *("--server-pid", str(server_pid), "--clients", str(args.clients)),
+        *("--warmup", str(args.warmup), "--duration", str(args.duration)),
+        *("--health-duration", str(args.health_duration)),
+    ]
+    loader = subprocess.Popen(
+        [sys.executable, *cmd], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
+    )
+    started.append(loader)
+    try:
+        out, _ = loader.communicate(timeout=3 * (args.warmup + args.duration) + 60)
+    finally:
+        stop(loader)
+    if loader.returncode != 0:
+        raise RuntimeError(f"the {client} load process failed (exit {loader.returncode})")
+    result: dict[str, Any] = json.loads(out)
+    return result
 
 
 def run_framework_bench(
     args: argparse.Namespace, started: list[subprocess.Popen[bytes]]
 ) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    script = str(Path(__file__).resolve())
-    for framework in args.frameworks:
-        with running_server(framework, started) as port:
-            server_pid = started[-1].pid
-            cmd = [
-                sys.executable,
-                script,
-                "--role",
-                "load",
-                "--port",
-                str(port),
-                "--server-pid",
-                str(server_pid),
-                "--clients",
-                str(args.clients),
-                "--warmup",
-                str(args.warmup),
-                "--duration",
-                str(args.duration),
-                "--health-duration",
-                str(args.health_duration),
-            ]
-            budget = 3 * (args.warmup + args.duration + args.health_duration) + 60
-            loader = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
-            started.append(loader)
-            try:
-                out, _ = loader.communicate(timeout=budget)
-            finally:
-                stop(loader)
-            if loader.returncode != 0:
-                raise RuntimeError(f"the load process for {framework} failed")
-            stats = json.loads(out)
-        rows.append({"framework": framework, **stats})
-        ingest_stats, health = stats["ingest"], stats["healthz"]
-        print(
-            f"  {framework:<10} POST /events {ingest_stats['events_per_s']:>10,.0f} ev/s  "
-            f"p50 {ingest_stats['p50_ms']:.2f} ms  p99 {ingest_stats['p99_ms']:.2f} ms  |  "
-            f"GET /healthz {health['requests_per_s']:>8,.0f} req/s",
-            flush=True,
-        )
-    return rows
+    """Each framework, each client kind, ``args.rounds`` times in alternating order."""
+    runs: list[dict[str, Any]] = []
+    for round_ in range(args.rounds):
+        order = args.frameworks if round_ % 2 == 0 else args.frameworks[::-1]
+        for framework in order:
+            with running_server(framework, started) as (port, server_pid):
+                for client in CLIENT_KINDS:
+                    stats = run_loader(args, client, port, server_pid, started)
+                    runs.append({"round": round_, "framework": framework, "client": client})
+                    runs[-1] |= stats
+                    ing, hz = stats["ingest"], stats["healthz"]
+                    print(
+                        f"  round {round_ + 1} {framework:<10} {client:<5} "
+                        f"POST /events {ing['events_per_s']:>10,.0f} ev/s "
+                        f"p50 {ing['p50_ms']:6.2f} ms p99 {ing['p99_ms']:6.2f} ms | "
+                        f"GET /healthz {hz['requests_per_s']:>7,.0f} req/s",
+                        flush=True,
+                    )
+    return runs
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per framework, client kind and endpoint: the round with the highest throughput, plus
+    the lowest server CPU per request over all rounds (the least disturbed by other load)."""
+    best: dict[str, dict[str, dict[str, Any]]] = {}
+    for run in runs:
+        for endpoint in ("ingest", "healthz"):
+            slot = best.setdefault(run["framework"], {}).setdefault(run["client"], {})
+            stats = run[endpoint] | {"round": run["round"]}
+            if endpoint not in slot or stats["requests_per_s"] > slot[endpoint]["requests_per_s"]:
+                slot[endpoint] = stats
+    for framework, by_client in best.items():
+        for client, by_endpoint in by_client.items():
+            for endpoint, stats in by_endpoint.items():
+                costs = [
+                    run[endpoint]["server_cpu_ms_per_request"]
+                    for run in runs
+                    if run["framework"] == framework and run["client"] == client
+                    if run[endpoint]["server_cpu_ms_per_request"] is not None
+                ]
+                stats["min_server_cpu_ms_per_request"] = min(costs, default=None)
+    return best
 
 
 # --------------------------------------------------------------------------------------------
@@ -879,58 +969,92 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f}%"
 
 
-def render_table(report: dict[str, Any]) -> str:
+def _num(value: float | None, scale: float = 1.0, fmt: str = ".2f") -> str:
+    return "n/a" if value is None else format(value * scale, fmt)
+
+
+def render_decode(report: dict[str, Any]) -> list[str]:
     payload = report["payload"]
     lines = [
-        "",
-        f"Tally stack choice — {report['date']} — Python {report['python']}, "
-        f"{report['cpu_count']} CPUs",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
-        "",
         f"1) Decode + validate one {BATCH_SIZE:,}-event batch ({payload['body_bytes']:,} B, "
         f"{payload['mean_event_bytes']:.0f} B/event), best of {report['settings']['repeats']}",
-        f"   {'variant':<44} {'batch':<10} {'events/s':>12} {'ms/batch':>9}  vs msgspec",
+        f"   {'variant':<44} {'batch':<10} {'events/s':>12} {'ms/batch':>9} {'vs msgspec':>10}",
     ]
-    decode_rows = report["decode"]
+    rows = report["decode"]
     baseline = next(
         r["events_per_s"]
-        for r in decode_rows
-        if r["variant"].startswith("msgspec fast") and r["batch"] == "all valid"
+        for r in rows
+        if r["variant"] == MSGSPEC_ITEMS and r["batch"] == "all valid"
     )
     order = list(BATCH_VARIANTS) + list(ITEM_VARIANTS)
-    for row in sorted(decode_rows, key=lambda r: (order.index(r["variant"]), r["batch"])):
+    for row in sorted(rows, key=lambda r: (order.index(r["variant"]), r["batch"] != "all valid")):
         if row["events_per_s"] is None:
-            figures = f"{'(' + row['note'] + ')':>34}"
+            figures = f"{'(' + row['note'] + ')':>33}"
         else:
             figures = (
-                f"{row['events_per_s']:>12,.0f} {row['seconds_per_batch'] * 1e3:>9.3f}  "
+                f"{row['events_per_s']:>12,.0f} {row['seconds_per_batch'] * 1e3:>9.3f} "
                 f"{row['events_per_s'] / baseline:>9.2f}x"
             )
         lines.append(f"   {row['variant']:<44} {row['batch']:<10} {figures}")
+    return lines
+
+
+def render_frameworks(report: dict[str, Any]) -> list[str]:
     settings = report["settings"]
-    if report["frameworks"]:
+    summary = report["framework_summary"]
+    rounds, clients = settings["rounds"], settings["clients"]
+    lines = [
+        f"2) Framework overhead: uvicorn (uvloop, httptools, 1 worker, no access log), "
+        f"{clients} concurrent clients, best of {rounds} rounds of "
+        f"{settings['duration_s']:g} s (POST) / {settings['health_duration_s']:g} s (GET)",
+        "   httpx = httpx.AsyncClient load (as specified); raw = minimal asyncio HTTP/1.1 client",
+        "   srv/cli = share of one core used by the server / the load process",
+    ]
+    for endpoint, title, unit, scale, label in (
+        ("ingest", "POST /events (1,000 events a request)", "events/s", 1.0, "srv ms/req"),
+        ("healthz", "GET /healthz", "req/s", 1e3, "srv µs/req"),
+    ):
+        head = f"{unit:>10} {'p50 ms':>7} {'p99 ms':>7} {'srv':>4} {'cli':>4}"
         lines += [
             "",
-            f"2) Framework overhead — uvicorn (uvloop, httptools, 1 worker, no access log), "
-            f"{settings['clients']} httpx clients; POST /events {settings['duration_s']:.0f} s, "
-            f"GET /healthz {settings['health_duration_s']:.0f} s",
-            f"   {'framework':<10} {'events/s':>10} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
-            f"{'srv CPU':>7} {'cli CPU':>7} {'err':>4} | {'healthz req/s':>13} "
-            f"{'p50 ms':>7} {'p99 ms':>7} {'srv CPU':>7} {'cli CPU':>7}",
+            f"   {title:<38}| {'httpx clients':^36} | {'raw clients':^36} |",
+            f"   {'framework':<10} {label:>11} {'errors':>14} | {head} | {head} |",
         ]
-        for row in report["frameworks"]:
-            ing, hz = row["ingest"], row["healthz"]
+        for framework in settings["frameworks"]:
+            cells: list[str] = []
+            errors = 0
+            for client in CLIENT_KINDS:
+                stats = summary[framework][client][endpoint]
+                errors += stats["errors"]
+                rate = stats["events_per_s" if endpoint == "ingest" else "requests_per_s"]
+                cells.append(
+                    f"{rate:>10,.0f} {stats['p50_ms']:>7.2f} {stats['p99_ms']:>7.2f} "
+                    f"{_pct(stats['server_cpu_pct']):>4} {_pct(stats['client_cpu_pct']):>4}"
+                )
+            cost = summary[framework]["raw"][endpoint]["min_server_cpu_ms_per_request"]
             lines.append(
-                f"   {row['framework']:<10} {ing['events_per_s']:>10,.0f} "
-                f"{ing['requests_per_s']:>7,.0f} {ing['p50_ms']:>7.2f} {ing['p99_ms']:>7.2f} "
-                f"{_pct(ing['server_cpu_pct']):>7} {_pct(ing['client_cpu_pct']):>7} "
-                f"{ing['errors'] + hz['errors']:>4} | {hz['requests_per_s']:>13,.0f} "
-                f"{hz['p50_ms']:>7.2f} {hz['p99_ms']:>7.2f} "
-                f"{_pct(hz['server_cpu_pct']):>7} {_pct(hz['client_cpu_pct']):>7}"
+                f"   {framework:<10} {_num(cost, scale, '.3f' if scale == 1 else '.0f'):>11} "
+                f"{errors:>14} | {cells[0]} | {cells[1]} |"
             )
-        lines.append(
-            "   srv/cli CPU: share of one core used by the server / the load process in the window"
-        )
+    lines.append(
+        "   srv ms|µs/req: server CPU per request under the raw load, lowest over the rounds "
+        f"(msgspec decode alone: {report['decode_ms_per_batch']:.3f} ms a batch)"
+    )
+    return lines
+
+
+def render_table(report: dict[str, Any]) -> str:
+    lines = [
+        "",
+        f"Tally stack choice, {report['date']}: Python {report['python']}, "
+        f"{report['cpu_count']} CPUs, load average {report['load_average']['start']} at start, "
+        f"{report['load_average']['end']} at end",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
+        "",
+        *render_decode(report),
+    ]
+    if report["framework_summary"]:
+        lines += ["", *render_frameworks(report)]
     return "\n".join(lines)
 
 
@@ -942,6 +1066,7 @@ def run_all(args: argparse.Namespace) -> int:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "load_average": {"start": _loadavg()},
         "versions": library_versions(),
         "payload": {
             "events": BATCH_SIZE,
@@ -956,29 +1081,40 @@ def run_all(args: argparse.Namespace) -> int:
             "repeats": args.repeats,
             "min_time_per_repeat_s": args.min_time,
             "gc": "enabled (as in a server)",
+            "frameworks": args.frameworks,
+            "rounds": args.rounds,
             "clients": args.clients,
             "warmup_s": args.warmup,
             "duration_s": args.duration,
             "health_duration_s": args.health_duration,
             "server": "uvicorn loop=uvloop http=httptools workers=1 access_log=False",
-            "load": "separate process, uvloop, httpx.AsyncClient per client, 1 connection each",
+            "load": "a separate process on uvloop; httpx: one AsyncClient per client with one "
+            "connection; raw: one asyncio stream per client, pre-built request",
         },
         "decode": [],
-        "frameworks": [],
+        "framework_runs": [],
+        "framework_summary": {},
     }
     print("Checking that every decoder has the semantics compared ...", flush=True)
     verify_decoders(good, bad)
     print("1) Decode + validate", flush=True)
     gc.collect()
     report["decode"] = run_decode_bench(good, bad, args.repeats, args.min_time)
+    report["decode_ms_per_batch"] = 1e3 * next(
+        r["seconds_per_batch"]
+        for r in report["decode"]
+        if r["variant"] == MSGSPEC_ITEMS and r["batch"] == "all valid"
+    )
     started: list[subprocess.Popen[bytes]] = []
     try:
         if args.frameworks:
             print("2) Framework overhead", flush=True)
-            report["frameworks"] = run_framework_bench(args, started)
+            report["framework_runs"] = run_framework_bench(args, started)
+            report["framework_summary"] = summarize(report["framework_runs"])
     finally:
         for process in started:
             stop(process)
+    report["load_average"]["end"] = _loadavg()
     print(render_table(report))
     output = args.output or RESULTS_DIR / f"stack-choice-{report['date']}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -987,15 +1123,23 @@ def run_all(args: argparse.Namespace) -> int:
     return 0
 
 
+def _loadavg() -> str:
+    try:
+        return "/".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="short smoke run")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--repeats", type=int, default=7, help="decode: timed repeats")
     parser.add_argument("--min-time", type=float, default=0.25, help="decode: s per repeat")
     parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients")
-    parser.add_argument("--warmup", type=float, default=2.0, help="s of load before timing")
-    parser.add_argument("--duration", type=float, default=10.0, help="s of POST /events load")
-    parser.add_argument("--health-duration", type=float, default=5.0, help="s of GET /healthz")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over the frameworks")
+    parser.add_argument("--warmup", type=float, default=1.0, help="s of load before timing")
+    parser.add_argument("--duration", type=float, default=4.0, help="s of POST /events a round")
+    parser.add_argument("--health-duration", type=float, default=2.0, help="s of GET /healthz")
     parser.add_argument(
         "--frameworks",
         nargs="*",
@@ -1007,12 +1151,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # Internal: the script re-runs itself as the server and as the load generator.
     parser.add_argument("--role", choices=("all", "serve", "load"), default="all", help="internal")
     parser.add_argument("--framework", choices=FRAMEWORKS, help=argparse.SUPPRESS)
+    parser.add_argument("--client", choices=CLIENT_KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.repeats, args.min_time = 3, 0.05
-        args.warmup, args.duration, args.health_duration = 0.5, 2.0, 1.0
+        args.repeats, args.min_time, args.rounds = 3, 0.05, 1
+        args.warmup, args.duration, args.health_duration = 0.5, 1.5, 1.0
     return args
 
 

@@ -41,11 +41,16 @@ def parse_instant(text: str) -> datetime:
         raise ValueError(
             "must be an RFC 3339 date-time with an offset, e.g. 2026-03-01T09:00:00+08:00"
         )
+    return datetime.fromisoformat(_python_iso(text))
+
+
+def _python_iso(text: str) -> str:
+    """``text`` as :meth:`datetime.fromisoformat` reads it: ``Z`` as ``+00:00``, microseconds."""
     normalized = text[:-1] + "+00:00" if text[-1] in "Zz" else text
     fraction = re.search(r"\.(\d+)", normalized)
     if fraction and len(fraction.group(1)) > 6:  # Python keeps microseconds: drop the rest
         normalized = normalized.replace(fraction.group(0), "." + fraction.group(1)[:6])
-    return datetime.fromisoformat(normalized)
+    return normalized
 
 
 def parse_date(text: str) -> date:
@@ -96,3 +101,39 @@ def format_instant(instant: datetime, tz: str) -> str:
 def format_utc(instant: datetime) -> str:
     """RFC 3339 in UTC with a ``Z``, microseconds kept when present."""
     return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# -- date-times with or without an offset (environment statistics) --------------------------
+_DATE_OR_TIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}"
+    r"(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?)?$"
+)
+DATE_OR_TIME_FORMATS = "YYYY-MM-DD, YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z]"
+
+
+def parse_date_or_time(text: str) -> datetime:
+    """A bare date (its 00:00) or an ISO 8601 / RFC 3339 date-time, the offset optional.
+
+    Aware when the text has an offset; naive (a wall-clock time, to be read in some zone by
+    :func:`localize`) otherwise. Years outside 2..9998 are refused, so that reading the value
+    in any zone and taking the end of its day cannot overflow.
+    """
+    if not _DATE_OR_TIME.match(text):
+        raise ValueError(
+            f"Datetime has wrong format. Use one of these formats instead: {DATE_OR_TIME_FORMATS}."
+        )
+    try:
+        value = datetime.fromisoformat(_python_iso(text))
+    except ValueError as exc:
+        raise ValueError(f"{text} is not a valid date or time.") from exc
+    if not 2 <= value.year <= 9998:
+        raise ValueError("Datetime is out of range: use a year from 2 to 9998.")
+    return value
+
+
+def localize(value: datetime, tz: str) -> datetime:
+    """``value`` as an instant in zone ``tz``: an aware value converted, a naive one read as
+    wall-clock time there."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=zone(tz))
+    return value.astimezone(zone(tz))

@@ -10,12 +10,14 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from tally.api.base import Facade, JSONResponse
+from tally.api.environment import EnvironmentAPI
+from tally.api.lingma import LingmaAPI
 from tally.api.openapi import build_openapi, docs_page
 from tally.api.tally import TallyAPI
 from tally.service import Tally
 
 #: The API families, in routing order. A new vendor API is one module plus one entry here.
-FACADES: list[type[Facade]] = [TallyAPI]
+FACADES: list[type[Facade]] = [TallyAPI, LingmaAPI, EnvironmentAPI]
 
 
 def create_app(tally: Tally, facades: list[type[Facade]] | None = None) -> Starlette:

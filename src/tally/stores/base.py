@@ -9,8 +9,9 @@ the same object, but must let reads run beside writes.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 
 from tally.model.directory import App, Department, Directory, Member, Organization, Workspace
 from tally.model.events import StoredEvent
@@ -89,4 +90,116 @@ class Store(ABC):
     def count_events(self, org_id: str) -> int: ...
 
     @abstractmethod
+    def rebuild_rollups(self, org_id: str) -> None:
+        """Recompute the organization's rollups from its raw events (the source of truth)."""
+
+    @abstractmethod
     def close(self) -> None: ...
+
+    # -- department usage ------------------------------------------------------------------
+    @abstractmethod
+    def assistant_usage(
+        self, org_id: str, spans: Sequence[MemberSpan], first_day: date, last_day: date
+    ) -> list[AssistantDay]:
+        """The AI assistant usage of these members during these spans, per org day.
+
+        Counts the ``completion``, ``chat`` and ``code`` events of each span's member with
+        ``from_us <= ts < to_us`` on the org days ``first_day .. last_day``; reads only those
+        days. Spans of one member must not overlap (an event is counted at most once). Answers
+        only the days with at least one such event, ascending, each breakdown sorted by its key
+        fields in code-point order.
+        """
+
+    # -- department usage ----------------------------------------------------------------------
+    # -- environment statistics ------------------------------------------------------------
+    @abstractmethod
+    def active_members(
+        self,
+        org_id: str,
+        first_day: date,
+        last_day: date,
+        *,
+        event_types: Sequence[str] | None = None,
+        during: Sequence[MemberSpan] | None = None,
+        per_workspace: bool = False,
+    ) -> ActiveMembers:
+        """Distinct members with an event on the org days ``first_day..last_day`` (inclusive),
+        per day and per calendar month of those days.
+
+        ``event_types`` keeps only events of those types (``None``: every type); ``during``
+        keeps only events that fall inside one of their member's spans (``None``: no such
+        filter); ``per_workspace`` counts each workspace of ``workspace_activity`` events apart.
+        """
+
+
+# -- environment statistics: the records of ``Store.active_members`` ----------------------
+
+
+@dataclass(frozen=True)
+class MemberSpan:
+    """A member, and the instants (epoch µs, ``from_us <= ts < to_us``) its events count."""
+
+    member: str
+    from_us: int
+    to_us: int
+
+
+@dataclass(frozen=True)
+class CompletionUsage:
+    """One (``ide``, ``language``) of a day's ``completion`` events."""
+
+    ide: str
+    language: str
+    count_suggested: int
+    count_accepted: int
+    lines_suggested: int
+    lines_accepted: int
+    active_developers: int
+
+
+@dataclass(frozen=True)
+class ChatUsage:
+    """One (``chat_type``, ``ide``) of a day's ``chat`` events."""
+
+    chat_type: str
+    ide: str
+    turns: int
+    turns_accepted: int
+    active_developers: int
+
+
+@dataclass(frozen=True)
+class CodingUsage:
+    """One ``language`` of a day's ``code`` events (``lines_accepted_chat``: of ``source=chat``)."""
+
+    language: str
+    lines_accepted: int
+    lines_changed: int
+    lines_accepted_chat: int
+    active_developers: int
+
+
+@dataclass(frozen=True)
+class AssistantDay:
+    """A day's assistant usage: distinct members per event type, and the three breakdowns."""
+
+    day: date
+    active_developers: int
+    active_chat: int
+    active_completion: int
+    completion: tuple[CompletionUsage, ...]
+    chatting: tuple[ChatUsage, ...]
+    coding: tuple[CodingUsage, ...]
+
+
+# -- environment statistics: the records of ``Store.active_members`` ----------------------
+
+
+@dataclass(frozen=True)
+class ActiveMembers:
+    """Distinct active members per day and per month; the first part of each key is the
+    workspace id when counted per workspace, else ``""``. Groups without members are absent."""
+
+    per_day: Mapping[tuple[str, date], int]
+    #: Keyed by (workspace, year, month).
+    per_month: Mapping[tuple[str, int, int], int]

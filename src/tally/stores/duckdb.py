@@ -8,13 +8,15 @@ events are refused by the primary key (an ART index lookup per id, not a scan).
 from __future__ import annotations
 
 import threading
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import msgspec
 import pyarrow as pa
 
 from tally.errors import StoreBusy
@@ -29,11 +31,23 @@ from tally.model.directory import (
     WorkspaceMembership,
 )
 from tally.model.events import STORED_COLUMNS, StoredEvent
-from tally.stores.base import AppendResult, Store
+from tally.stores import duckdb_rollups as rollups
+from tally.stores.base import (
+    ActiveMembers,
+    AppendResult,
+    AssistantDay,
+    ChatUsage,
+    CodingUsage,
+    CompletionUsage,
+    MemberSpan,
+    Store,
+)
 from tally.timeutil import from_micros, to_micros
 from tally.tokens import TokenRecord
 
 SCHEMA_VERSION = 1
+#: Appends between two compactions of the rollup deltas they touched.
+COMPACT_EVERY = 200
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
@@ -130,6 +144,11 @@ class DuckDBStore(Store):
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._db.execute(SCHEMA)
+        self._db.execute(rollups.SCHEMA)
+        #: Answer the statistics from the rollups (``False``: from the raw events, the oracle).
+        self.rollups = True
+        self._touched: dict[str, set[date]] = defaultdict(set)
+        self._appends = 0
         self._db.execute(
             "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
             [str(SCHEMA_VERSION)],
@@ -160,6 +179,7 @@ class DuckDBStore(Store):
         return self._cursor().execute(sql, list(params)).fetchall()
 
     def close(self) -> None:
+        self.compact_rollups()
         self._db.close()
 
     # -- organizations ---------------------------------------------------------------------
@@ -351,13 +371,36 @@ class DuckDBStore(Store):
         with self._transaction() as cur:
             cur.register("incoming_events", _event_table(org_id, events))
             try:
-                new = cur.execute(
-                    "INSERT INTO events SELECT * FROM incoming_events"
-                    " ON CONFLICT DO NOTHING RETURNING id"
-                ).fetchall()
+                new_ids = [
+                    row[0]
+                    for row in cur.execute(
+                        "INSERT INTO events SELECT * FROM incoming_events"
+                        " ON CONFLICT DO NOTHING RETURNING id"
+                    ).fetchall()
+                ]
             finally:
                 cur.unregister("incoming_events")
-        return AppendResult(frozenset(r[0] for r in new))
+            # Roll up only the new events, so a duplicate never counts twice.
+            new = frozenset(new_ids)
+            fresh = events if len(new) == len(events) else [e for e in events if e.id in new]
+            rollups.add(cur, org_id, fresh)
+        self._touched[org_id].update(e.day for e in fresh)
+        self._appends += 1
+        if self._appends % COMPACT_EVERY == 0:
+            self.compact_rollups()
+        return AppendResult(new)
+
+    def compact_rollups(self) -> None:
+        """Merge the rollup deltas of the days appended to since the last compaction."""
+        touched, self._touched = self._touched, defaultdict(set)
+        for org_id, days in touched.items():
+            with self._transaction() as cur:
+                rollups.compact(cur, org_id, days)
+
+    def rebuild_rollups(self, org_id: str) -> None:
+        with self._transaction() as cur:
+            rollups.rebuild(cur, org_id)
+        self._touched.pop(org_id, None)
 
     def list_events(
         self,
@@ -392,15 +435,273 @@ class DuckDBStore(Store):
         rows = self._rows("SELECT count(*) FROM events WHERE org = ?", [org_id])
         return int(rows[0][0])
 
+    # -- department usage ------------------------------------------------------------------
+    def assistant_usage(
+        self, org_id: str, spans: Sequence[MemberSpan], first_day: date, last_day: date
+    ) -> list[AssistantDay]:
+        if not spans:
+            return []
+        if not self.rollups:
+            return _assistant_days(self._raw_usage(org_id, spans, first_day, last_day))
+        org = self.get_org(org_id)
+        assert org is not None
+        whole, partial = rollups.split_spans(spans, org.timezone, first_day, last_day)
+        cursor = self._cursor()
+        cursor.register("whole_days", whole)
+        cursor.register("partial_spans", partial)
+        try:
+            rows = cursor.execute(
+                ROLLUP_USAGE_SQL, {"org": org_id, "first": first_day, "last": last_day}
+            ).fetchall()
+        finally:
+            cursor.unregister("whole_days")
+            cursor.unregister("partial_spans")
+        return _assistant_days(rows)
+
+    def _raw_usage(
+        self, org_id: str, spans: Sequence[MemberSpan], first_day: date, last_day: date
+    ) -> list[tuple[Any, ...]]:
+        """The same question straight from the raw events (the rollups' oracle)."""
+        cursor = self._cursor()
+        cursor.register("usage_spans", _span_table(spans))
+        try:
+            return cursor.execute(USAGE_SQL, [org_id, first_day, last_day]).fetchall()
+        finally:
+            cursor.unregister("usage_spans")
+
+    # -- environment statistics ------------------------------------------------------------
+    def active_members(
+        self,
+        org_id: str,
+        first_day: date,
+        last_day: date,
+        *,
+        event_types: Sequence[str] | None = None,
+        during: Sequence[MemberSpan] | None = None,
+        per_workspace: bool = False,
+    ) -> ActiveMembers:
+        kind = _ACTIVITY_KINDS.get(tuple(event_types) if event_types is not None else None)
+        if not self.rollups or kind is None or (per_workspace and kind != "workspace"):
+            return self._raw_active_members(
+                org_id, first_day, last_day, event_types, during, per_workspace
+            )
+        params: dict[str, Any] = {"org": org_id, "first": first_day, "last": last_day}
+        group = "k1" if per_workspace else "''"
+        cursor = self._cursor()
+        if during is None:
+            source = (
+                "SELECT day, member, k1 FROM member_day WHERE org = $org"
+                f" AND day BETWEEN $first AND $last AND kind = '{kind}'"
+            )
+        else:
+            org = self.get_org(org_id)
+            assert org is not None
+            whole, partial = rollups.split_spans(during, org.timezone, first_day, last_day)
+            cursor.register("whole_days", whole)
+            cursor.register("partial_spans", partial)
+            source = f"SELECT day, member, k1 FROM ({rollups.span_rows_sql((kind,))})"
+        sql = (
+            f"WITH active AS (SELECT DISTINCT {group} AS grp, day, member FROM ({source}))"
+            + _ACTIVE_COUNTS
+        )
+        try:
+            rows = cursor.execute(sql, params).fetchall()
+        finally:
+            if during is not None:
+                cursor.unregister("whole_days")
+                cursor.unregister("partial_spans")
+        return _active_members(rows)
+
+    def _raw_active_members(
+        self,
+        org_id: str,
+        first_day: date,
+        last_day: date,
+        event_types: Sequence[str] | None,
+        during: Sequence[MemberSpan] | None,
+        per_workspace: bool,
+    ) -> ActiveMembers:
+        """The same question straight from the raw events (the rollups' oracle)."""
+        where = ["e.org = ?", "e.day BETWEEN ? AND ?"]
+        params: list[Any] = [org_id, first_day, last_day]
+        if event_types is not None:
+            where.append("e.type = ANY(?)")
+            params.append(list(event_types))
+        if per_workspace:
+            where.append("e.workspace IS NOT NULL")
+        join = (
+            " JOIN member_spans s ON s.member = e.member AND e.ts >= s.from_us AND e.ts < s.to_us"
+            if during is not None
+            else ""
+        )
+        group = "e.workspace" if per_workspace else "''"
+        sql = (
+            f"WITH active AS (SELECT DISTINCT {group} AS grp, e.day, e.member FROM events e{join}"
+            f" WHERE {' AND '.join(where)})" + _ACTIVE_COUNTS
+        )
+        cursor = self._cursor()
+        if during is not None:
+            cursor.register("member_spans", _span_table(during))
+        try:
+            rows = cursor.execute(sql, params).fetchall()
+        finally:
+            if during is not None:
+                cursor.unregister("member_spans")
+        return _active_members(rows)
+
 
 def _org(row: tuple[Any, ...]) -> Organization:
     return Organization(id=row[0], name=row[1], domain=row[2], timezone=row[3])
 
 
 def _event_table(org_id: str, events: Sequence[StoredEvent]) -> pa.Table:
-    columns: dict[str, list[Any]] = {name: [] for name in STORED_COLUMNS}
-    for event in events:
-        for name in STORED_COLUMNS:
-            columns[name].append(getattr(event, name))
-    columns_with_org = {"org": [org_id] * len(events), **columns}
-    return pa.table(columns_with_org, schema=EVENT_SCHEMA)
+    """The events as an Arrow table (columns built by transposing C-made tuples: fast)."""
+    columns = list(zip(*map(msgspec.structs.astuple, events), strict=True))
+    arrays = [pa.array([org_id] * len(events), pa.string())] + [
+        pa.array(column, field.type)
+        for column, field in zip(columns, list(EVENT_SCHEMA)[1:], strict=True)
+    ]
+    return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
+
+
+# -- department usage ----------------------------------------------------------------------
+
+SPAN_SCHEMA = pa.schema([("member", pa.string()), ("from_us", pa.int64()), ("to_us", pa.int64())])
+
+# The window's assistant events of the spans' members (only the window's days are read), then
+# one aggregate per part: 0 the day's distinct members, 1 completion, 2 chatting, 3 coding.
+# Columns: part, day, key1, key2, then five numbers whose meaning depends on the part. Strings
+# sort by their UTF-8 bytes (DuckDB's default collation), which is code-point order.
+USAGE_SQL = """
+WITH hits AS MATERIALIZED (
+    SELECT e.day, e.type, e.member, e.ide, e.language, e.chat_type, e.source, e.accepted,
+           e.lines_suggested, e.lines_accepted, e.lines_changed
+    FROM events AS e
+    JOIN usage_spans AS s ON e.member = s.member AND e.ts >= s.from_us AND e.ts < s.to_us
+    WHERE e.org = ? AND e.day BETWEEN ? AND ? AND e.type IN ('completion', 'chat', 'code')
+)
+SELECT 0 AS part, day, NULL::VARCHAR AS key1, NULL::VARCHAR AS key2,
+       count(DISTINCT member),
+       count(DISTINCT member) FILTER (WHERE type = 'chat'),
+       count(DISTINCT member) FILTER (WHERE type = 'completion'),
+       0, 0
+FROM hits GROUP BY day
+UNION ALL
+SELECT 1, day, ide, language,
+       count(*), count(*) FILTER (WHERE accepted), sum(lines_suggested), sum(lines_accepted),
+       count(DISTINCT member)
+FROM hits WHERE type = 'completion' GROUP BY day, ide, language
+UNION ALL
+SELECT 2, day, chat_type, ide,
+       count(*), count(*) FILTER (WHERE accepted), 0, 0, count(DISTINCT member)
+FROM hits WHERE type = 'chat' GROUP BY day, chat_type, ide
+UNION ALL
+SELECT 3, day, language, NULL,
+       sum(lines_accepted), sum(lines_changed),
+       coalesce(sum(lines_accepted) FILTER (WHERE source = 'chat'), 0), 0, count(DISTINCT member)
+FROM hits WHERE type = 'code' GROUP BY day, language
+ORDER BY day, part, key1, key2
+"""
+
+
+# The same answer from the rollups: whole member-days from ``member_day``, partial ones from the
+# raw events of their pieces only (see ``duckdb_rollups.split_spans``).
+ROLLUP_USAGE_SQL = f"""
+WITH hits AS MATERIALIZED ({rollups.span_rows_sql(("completion", "chat", "code"))})
+SELECT 0 AS part, day, NULL::VARCHAR AS key1, NULL::VARCHAR AS key2,
+       count(DISTINCT member),
+       count(DISTINCT member) FILTER (WHERE kind = 'chat'),
+       count(DISTINCT member) FILTER (WHERE kind = 'completion'),
+       0, 0
+FROM hits GROUP BY day
+UNION ALL
+SELECT 1, day, k1, k2, sum(n), sum(n_accepted), sum(s1), sum(s2), count(DISTINCT member)
+FROM hits WHERE kind = 'completion' GROUP BY day, k1, k2
+UNION ALL
+SELECT 2, day, k1, k2, sum(n), sum(n_accepted), 0, 0, count(DISTINCT member)
+FROM hits WHERE kind = 'chat' GROUP BY day, k1, k2
+UNION ALL
+SELECT 3, day, k1, NULL, sum(s2), sum(s3), sum(s1), 0, count(DISTINCT member)
+FROM hits WHERE kind = 'code' GROUP BY day, k1
+ORDER BY day, part, key1, key2
+"""
+
+
+def _assistant_days(rows: list[tuple[Any, ...]]) -> list[AssistantDay]:
+    """Assemble the rows of :data:`USAGE_SQL` (ordered by day, then part) into days."""
+    heads: dict[date, tuple[int, int, int]] = {}
+    completion: dict[date, list[CompletionUsage]] = {}
+    chatting: dict[date, list[ChatUsage]] = {}
+    coding: dict[date, list[CodingUsage]] = {}
+    for part, day, key1, key2, a, b, c, d, n in rows:
+        if part == 0:
+            heads[day] = (int(a), int(b), int(c))
+        elif part == 1:
+            entry = CompletionUsage(
+                ide=key1,
+                language=key2,
+                count_suggested=int(a),
+                count_accepted=int(b),
+                lines_suggested=int(c),
+                lines_accepted=int(d),
+                active_developers=int(n),
+            )
+            completion.setdefault(day, []).append(entry)
+        elif part == 2:
+            turns = ChatUsage(
+                chat_type=key1,
+                ide=key2,
+                turns=int(a),
+                turns_accepted=int(b),
+                active_developers=int(n),
+            )
+            chatting.setdefault(day, []).append(turns)
+        else:
+            lines = CodingUsage(
+                language=key1,
+                lines_accepted=int(a),
+                lines_changed=int(b),
+                lines_accepted_chat=int(c),
+                active_developers=int(n),
+            )
+            coding.setdefault(day, []).append(lines)
+    return [
+        AssistantDay(
+            day,
+            *head,
+            completion=tuple(completion.get(day, ())),
+            chatting=tuple(chatting.get(day, ())),
+            coding=tuple(coding.get(day, ())),
+        )
+        for day, head in heads.items()
+    ]
+
+
+# Which ``member_day`` kind answers ``active_members`` for its ``event_types``.
+_ACTIVITY_KINDS: dict[tuple[str, ...] | None, str] = {
+    None: "any",
+    ("workspace_activity",): "workspace",
+}
+# Distinct members per (group, day) and per (group, month) of the rows of ``active``.
+_ACTIVE_COUNTS = (
+    " SELECT grp, day, year(day), month(day), count(DISTINCT member), grouping(day)"
+    " FROM active GROUP BY GROUPING SETS ((grp, day), (grp, year(day), month(day)))"
+)
+
+
+def _active_members(rows: list[tuple[Any, ...]]) -> ActiveMembers:
+    return ActiveMembers(
+        per_day={(r[0], r[1]): r[4] for r in rows if r[5] == 0},
+        per_month={(r[0], r[2], r[3]): r[4] for r in rows if r[5] == 1},
+    )
+
+
+def _span_table(spans: Sequence[MemberSpan]) -> pa.Table:
+    return pa.table(
+        {
+            "member": [s.member for s in spans],
+            "from_us": [s.from_us for s in spans],
+            "to_us": [s.to_us for s in spans],
+        },
+        schema=SPAN_SCHEMA,
+    )

@@ -1,0 +1,118 @@
+"""Department usage: which members count for a department subtree, and when, as store spans;
+then the day rows of the AI assistant's usage, their totals, and one page of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from tally.errors import NotFound
+from tally.model.directory import Directory, Member
+from tally.stores.base import AssistantDay, MemberSpan, Store
+from tally.timeutil import day_end, day_start, to_micros
+
+
+@dataclass(frozen=True)
+class DepartmentUsageQuery:
+    """Usage of ``department_id`` and its sub-departments on the org days ``first_day ..
+    last_day`` (inclusive), page ``page`` (from 1) of ``per_page`` day rows."""
+
+    department_id: str
+    first_day: date
+    last_day: date
+    page: int = 1
+    per_page: int = 100
+
+
+@dataclass(frozen=True)
+class UsageTotals:
+    """The day's totals: sums over the breakdowns."""
+
+    chat_turns: int
+    chat_turns_accepted: int
+    count_suggested_completion: int
+    count_accepted_completion: int
+    lines_suggested_completion: int
+    lines_accepted_completion: int
+    lines_accepted: int
+    lines_changed: int
+    lines_accepted_chat: int
+
+
+@dataclass(frozen=True)
+class DepartmentDay:
+    """One day row: the store's usage, the local midnight starting the day, and the totals."""
+
+    usage: AssistantDay
+    starts_at: datetime
+    totals: UsageTotals
+
+
+@dataclass(frozen=True)
+class DepartmentUsagePage:
+    """The requested page of day rows; ``total`` counts every active day of the window."""
+
+    days: list[DepartmentDay]
+    total: int
+    total_pages: int
+
+
+def department_usage(
+    store: Store, directory: Directory, query: DepartmentUsageQuery
+) -> DepartmentUsagePage:
+    """Answer ``query`` for ``directory``'s organization; ``NotFound`` for an unknown department."""
+    if query.department_id not in directory.departments:
+        raise NotFound(f'department "{query.department_id}" does not exist')
+    tz = directory.org.timezone
+    window = (to_micros(day_start(query.first_day, tz)), to_micros(day_end(query.last_day, tz)))
+    subtree = directory.subtree(query.department_id)
+    spans = [
+        span
+        for member in directory.members.values()
+        for span in member_spans(member, subtree, *window)
+    ]
+    active = store.assistant_usage(directory.org.id, spans, query.first_day, query.last_day)
+    offset = (query.page - 1) * query.per_page
+    days = [
+        DepartmentDay(usage=day, starts_at=day_start(day.day, tz), totals=totals(day))
+        for day in active[offset : offset + query.per_page]
+    ]
+    total_pages = -(-len(active) // query.per_page)
+    return DepartmentUsagePage(days=days, total=len(active), total_pages=total_pages)
+
+
+def member_spans(
+    member: Member, subtree: frozenset[str], from_us: int, to_us: int
+) -> list[MemberSpan]:
+    """The spans of ``from_us .. to_us`` during which ``member`` belongs to ``subtree``.
+
+    Version ``i`` is in effect from its ``effective_at`` until the next version's (the first
+    one also before its own, as ``Member.version_at`` reads it); a version counts when one of
+    its departments lies in the subtree. Adjacent spans are merged; spans never overlap.
+    """
+    versions = member.versions
+    starts = [from_us, *(to_micros(v.effective_at) for v in versions[1:])]
+    ends = [*starts[1:], to_us]
+    spans: list[MemberSpan] = []
+    for version, start, end in zip(versions, starts, ends, strict=True):
+        lo, hi = max(start, from_us), min(end, to_us)
+        if lo >= hi or subtree.isdisjoint(version.departments):
+            continue
+        if spans and spans[-1].to_us == lo:
+            lo = spans.pop().from_us
+        spans.append(MemberSpan(member.id, lo, hi))
+    return spans
+
+
+def totals(day: AssistantDay) -> UsageTotals:
+    return UsageTotals(
+        chat_turns=sum(c.turns for c in day.chatting),
+        chat_turns_accepted=sum(c.turns_accepted for c in day.chatting),
+        count_suggested_completion=sum(c.count_suggested for c in day.completion),
+        count_accepted_completion=sum(c.count_accepted for c in day.completion),
+        lines_suggested_completion=sum(c.lines_suggested for c in day.completion),
+        lines_accepted_completion=sum(c.lines_accepted for c in day.completion),
+        lines_accepted=sum(c.lines_accepted for c in day.coding),
+        lines_changed=sum(c.lines_changed for c in day.coding),
+        lines_accepted_chat=sum(c.lines_accepted_chat for c in day.coding),
+    )

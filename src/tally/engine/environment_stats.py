@@ -1,0 +1,328 @@
+"""Environment statistics: users, developers and workspaces per day, ISO week and month.
+
+Totals come from the directory history (in memory); activity is counted by the store.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from itertools import groupby
+from typing import Literal, NamedTuple, TypeVar
+
+from tally.errors import BadRequest
+from tally.model.directory import Directory, Member, Workspace
+from tally.stores.base import ActiveMembers, MemberSpan, Store
+from tally.timeutil import day_end, day_start, days, local_day, localize, to_micros
+
+StatsType = Literal["users", "developers", "workspaces"]
+STATS_TYPES: tuple[StatsType, ...] = ("users", "developers", "workspaces")
+WORKSPACE_ACTIVITY = "workspace_activity"
+P = TypeVar("P")
+
+
+class Month(NamedTuple):
+    year: int
+    month: int
+
+
+class Week(NamedTuple):
+    """An ISO 8601 week; ``year`` is the ISO week-year."""
+
+    year: int
+    week: int
+
+
+@dataclass(frozen=True)
+class StatsQuery:
+    stats_type: StatsType
+    #: Naive values are wall-clock times, read in each organization's own zone.
+    start: datetime
+    end: datetime
+    #: Without ``org_domain``: workspace keys are then ``<org id>/<workspace id>``.
+    environment_wide: bool
+
+
+@dataclass(frozen=True)
+class MemberStats:
+    """The ``users`` or ``developers`` figures, rows ascending in time."""
+
+    total: list[tuple[date, int]]
+    monthly_active: list[tuple[Month, int]]
+    per_day: list[tuple[date, int]]
+    per_week: list[tuple[Week, int]]
+    per_month: list[tuple[Month, int]]
+
+
+@dataclass(frozen=True)
+class WorkspaceStats:
+    """The ``workspaces`` figures: every row holds the same keys (sorted), one per workspace."""
+
+    total: list[tuple[date, dict[str, int]]]
+    monthly_active: list[tuple[Month, dict[str, int]]]
+    daily_active_per_month: list[tuple[Month, dict[str, int]]]
+
+
+def environment_statistics(
+    store: Store, directories: Sequence[Directory], query: StatsQuery, *, max_days: int
+) -> MemberStats | WorkspaceStats:
+    """The figures of ``query`` over the organizations of ``directories``, summed.
+
+    Raises ``BadRequest`` when ``end`` lies before ``start`` or the window is longer than
+    ``max_days`` days, in any organization's zone.
+    """
+    windows = [
+        OrgWindow.between(d, *window_days(query.start, query.end, d.org.timezone, max_days))
+        for d in directories
+    ]
+    if not windows:  # an empty environment still checks its parameters
+        window_days(query.start, query.end, "UTC", max_days)
+    if query.stats_type == "workspaces":
+        return _workspace_stats(store, windows, query.environment_wide)
+    return _member_stats(store, windows, developers=query.stats_type == "developers")
+
+
+def window_days(start: datetime, end: datetime, tz: str, max_days: int) -> tuple[date, date]:
+    """The first and last day of the window from ``start`` to ``end`` in zone ``tz``."""
+    start, end = localize(start, tz), localize(end, tz)
+    if end < start:
+        raise BadRequest("end must not be before start.")
+    first, last = local_day(start, tz), local_day(end, tz)
+    if (last - first).days >= max_days:
+        raise BadRequest(f"The window from start to end may span at most {max_days} days.")
+    return first, last
+
+
+# -- one organization's window -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrgWindow:
+    """One organization's days of the window, and each day's end M (as ``timeutil.day_end``)."""
+
+    directory: Directory
+    days: list[date]
+    ends: list[datetime]
+
+    @classmethod
+    def between(cls, directory: Directory, first: date, last: date) -> OrgWindow:
+        tz = directory.org.timezone
+        window = days(first, last)
+        return cls(directory, window, [day_end(d, tz) for d in window])
+
+    @property
+    def start(self) -> datetime:
+        return day_start(self.days[0], self.directory.org.timezone)
+
+    @property
+    def end(self) -> datetime:
+        return self.ends[-1]
+
+    def run(self, after: datetime | None, through: datetime | None) -> range:
+        """Indexes of the days whose M satisfies ``after < M <= through`` (``None``: open).
+
+        Every "at the end of day D" rule of the directory is one such run: a thing exists at M
+        when ``created_at < M <= deleted_at``, a membership is active when ``since < M <=
+        until``, a member version is the one in effect just before M when ``effective_at < M <=
+        next effective_at``.
+        """
+        low = 0 if after is None else bisect_right(self.ends, after)
+        high = len(self.ends) if through is None else bisect_right(self.ends, through)
+        return range(low, max(low, high))
+
+    def member_totals(self, *, developers: bool) -> list[int]:
+        """Members that exist (and, for ``developers``, are developers) at each day's end."""
+        counts = _DayCounts(len(self.days))
+        for member in self.directory.members.values():
+            exists = self.run(member.created_at, member.deleted_at)
+            if not developers:
+                counts.add(exists)
+                continue
+            for since, until in _developer_periods(member):  # disjoint: no double count
+                counts.add(_intersect(exists, self.run(since, until)))
+        return counts.values()
+
+    def workspace_totals(self, workspace: Workspace) -> list[int]:
+        """Members of ``workspace`` at each day's end (0 while it does not exist)."""
+        exists = self.run(workspace.created_at, workspace.deleted_at)
+        by_member: dict[str, list[range]] = {}
+        for membership in workspace.members:
+            run = _intersect(exists, self.run(membership.since, membership.until))
+            by_member.setdefault(membership.member, []).append(run)
+        counts = _DayCounts(len(self.days))
+        for runs in by_member.values():  # a member listed twice is still one member
+            for run in _merge(runs):
+                counts.add(run)
+        return counts.values()
+
+    def active(
+        self, store: Store, *, developers: bool = False, per_workspace: bool = False
+    ) -> ActiveMembers:
+        spans = _developer_spans(self) if developers else None
+        return store.active_members(
+            self.directory.org.id,
+            self.days[0],
+            self.days[-1],
+            event_types=(WORKSPACE_ACTIVITY,) if developers or per_workspace else None,
+            during=spans,
+            per_workspace=per_workspace,
+        )
+
+
+def _developer_periods(member: Member) -> Iterator[tuple[datetime | None, datetime | None]]:
+    """From when until when each of the member's developer versions holds (``None``: open).
+
+    The first version also holds before its ``effective_at``. An event at t reads the version
+    with ``since <= t < until``; the end M of a day the one with ``since < M <= until``.
+    """
+    versions = member.versions
+    for i, version in enumerate(versions):
+        if version.developer:
+            since = None if i == 0 else version.effective_at
+            until = versions[i + 1].effective_at if i + 1 < len(versions) else None
+            yield since, until
+
+
+def _developer_spans(window: OrgWindow) -> list[MemberSpan]:
+    """When, inside the window, each member is a developer."""
+    start_us, end_us = to_micros(window.start), to_micros(window.end)
+    spans = []
+    for member in window.directory.members.values():
+        for since, until in _developer_periods(member):
+            low = start_us if since is None else max(start_us, to_micros(since))
+            high = end_us if until is None else min(end_us, to_micros(until))
+            if low < high:
+                spans.append(MemberSpan(member.id, low, high))
+    return spans
+
+
+# -- users and developers ------------------------------------------------------------------
+
+
+def _member_stats(store: Store, windows: list[OrgWindow], *, developers: bool) -> MemberStats:
+    total: Counter[date] = Counter()
+    per_day: Counter[date] = Counter()
+    monthly: Counter[Month] = Counter()
+    for window in windows:
+        totals = window.member_totals(developers=developers)
+        total.update(dict(zip(window.days, totals, strict=True)))
+        active = window.active(store, developers=developers)
+        per_day.update({day: n for (_, day), n in active.per_day.items()})
+        monthly.update({Month(y, m): n for (_, y, m), n in active.per_month.items()})
+    all_days = _union_days(windows)
+    daily = [(d, per_day[d]) for d in all_days]
+    return MemberStats(
+        total=[(d, total[d]) for d in all_days],
+        monthly_active=[(m, monthly[m]) for m in _months(all_days)],
+        per_day=daily,
+        per_week=_means(daily, _week_of),
+        per_month=_means(daily, _month_of),
+    )
+
+
+# -- workspaces ----------------------------------------------------------------------------
+
+
+def _workspace_stats(
+    store: Store, windows: list[OrgWindow], environment_wide: bool
+) -> WorkspaceStats:
+    total: Counter[tuple[str, date]] = Counter()
+    per_day: Counter[tuple[str, date]] = Counter()
+    monthly: Counter[tuple[str, Month]] = Counter()
+    keys: set[str] = set()
+    for window in windows:
+        prefix = f"{window.directory.org.id}/" if environment_wide else ""
+        active = window.active(store, per_workspace=True)
+        for workspace in window.directory.workspaces.values():
+            key = prefix + workspace.id
+            if _existed_during(workspace, window):
+                keys.add(key)
+            totals = window.workspace_totals(workspace)
+            total.update({(key, d): n for d, n in zip(window.days, totals, strict=True)})
+        per_day.update({(prefix + ws, day): n for (ws, day), n in active.per_day.items()})
+        monthly.update(
+            {(prefix + ws, Month(y, m)): n for (ws, y, m), n in active.per_month.items()}
+        )
+        keys.update(prefix + ws for ws, _ in active.per_day)
+    ordered = sorted(keys)
+    all_days = _union_days(windows)
+    means = {k: dict(_means([(d, per_day[k, d]) for d in all_days], _month_of)) for k in ordered}
+    months = _months(all_days)
+    return WorkspaceStats(
+        total=[(d, {k: total[k, d] for k in ordered}) for d in all_days],
+        monthly_active=[(m, {k: monthly[k, m] for k in ordered}) for m in months],
+        daily_active_per_month=[(m, {k: means[k][m] for k in ordered}) for m in months],
+    )
+
+
+def _existed_during(workspace: Workspace, window: OrgWindow) -> bool:
+    """The workspace existed at some moment of the window (not only at a day's end)."""
+    return workspace.created_at < window.end and (
+        workspace.deleted_at is None or workspace.deleted_at >= window.start
+    )
+
+
+# -- day runs, periods and means -----------------------------------------------------------
+
+
+class _DayCounts:
+    """Counts per day index, added a run of days at a time."""
+
+    def __init__(self, size: int) -> None:
+        self._steps = [0] * (size + 1)
+
+    def add(self, run: range) -> None:
+        if run:
+            self._steps[run.start] += 1
+            self._steps[run.stop] -= 1
+
+    def values(self) -> list[int]:
+        out, current = [], 0
+        for step in self._steps[:-1]:
+            current += step
+            out.append(current)
+        return out
+
+
+def _intersect(a: range, b: range) -> range:
+    low = max(a.start, b.start)
+    return range(low, max(low, min(a.stop, b.stop)))
+
+
+def _merge(runs: Iterable[range]) -> list[range]:
+    merged: list[range] = []
+    for run in sorted((r for r in runs if r), key=lambda r: r.start):
+        if merged and run.start <= merged[-1].stop:
+            last = merged.pop()
+            run = range(last.start, max(last.stop, run.stop))
+        merged.append(run)
+    return merged
+
+
+def _union_days(windows: list[OrgWindow]) -> list[date]:
+    return sorted({d for w in windows for d in w.days})
+
+
+def _month_of(day: date) -> Month:
+    return Month(day.year, day.month)
+
+
+def _week_of(day: date) -> Week:
+    iso = day.isocalendar()
+    return Week(iso.year, iso.week)
+
+
+def _months(all_days: list[date]) -> list[Month]:
+    return list(dict.fromkeys(_month_of(d) for d in all_days))
+
+
+def _means(daily: list[tuple[date, int]], period_of: Callable[[date], P]) -> list[tuple[P, int]]:
+    """The mean of the daily counts over each period's days, rounded half up (exactly)."""
+    out = []
+    for period, rows in groupby(daily, key=lambda row: period_of(row[0])):
+        counts = [n for _, n in rows]
+        out.append((period, (2 * sum(counts) + len(counts)) // (2 * len(counts))))
+    return out
