@@ -13,6 +13,7 @@ A built directory is cached as a template file keyed by seed and window, and cop
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import time
 from datetime import datetime
@@ -150,10 +151,24 @@ def build_directory(plan: OrgPlan, db_path: Path) -> dict[str, float]:
     return timings
 
 
+def schema_key() -> str:
+    """A short hash of the DuckDB store's table definitions (a new schema: a new template)."""
+    from tally.stores import duckdb as store_module
+
+    texts = []
+    modules = [store_module, *(getattr(store_module, "rollups", None),)]
+    for module in filter(None, modules):
+        for name, value in sorted(vars(module).items()):
+            if "SCHEMA" in name and isinstance(value, str | int):
+                texts.append(f"{name}={value}")
+    return hashlib.sha256("\n".join(texts).encode()).hexdigest()[:10]
+
+
 def directory_template(plan: OrgPlan, cache_dir: Path) -> tuple[Path, dict[str, float]]:
-    """The cached directory file for this plan, built when missing."""
+    """The cached directory file for this plan and store schema, built when missing."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"directory-s{plan.seed}-{plan.end_day.isoformat()}.duckdb"
+    name = f"directory-s{plan.seed}-{plan.end_day.isoformat()}-{schema_key()}.duckdb"
+    path = cache_dir / name
     if path.exists():
         return path, {"cached": 1.0}
     partial = path.with_suffix(".partial")

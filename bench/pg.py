@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 
 from common import measure
-from queries import EVENT_COLUMNS, HELPER_TABLES, PG_INDEXES, QUESTIONS, statements
+from queries import EVENT_COLUMNS, HELPER_TABLES, PG_INDEXES, QUESTIONS, shape, statements
 
 PORT = 5432  # only names the socket file inside the private dir
 SETTINGS = {
@@ -220,10 +220,10 @@ def time_questions(
             if keys and question.key not in keys:
                 continue
             work = statements(question, "pg", end_day, subtree, root, app_end_us)
-            rows: list[int] = []
+            rows: list[list[int]] = []
 
-            def ask(work: list[tuple[str, list[Any]]] = work, rows: list[int] = rows) -> None:
-                rows[:] = [len(conn.execute(sql, params).fetchall()) for sql, params in work]
+            def ask(work: list[tuple[str, list[Any]]] = work, rows: list[list[int]] = rows) -> None:
+                rows[:] = [shape(conn.execute(sql, params).fetchall()) for sql, params in work]
 
             stats = measure(ask, warmup=warmup, count=count, seconds=seconds)
             stats["rows"] = list(rows)

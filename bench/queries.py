@@ -179,6 +179,12 @@ LATEST_RECORDS = {
 Statement = tuple[str, list[Any]]
 
 
+def shape(rows: list[tuple[Any, ...]]) -> list[int]:
+    """[rows, distinct values of the first column] of one statement's answer (for cross-checks:
+    a department answer's first column is the day, so the second number is Tally's x-total)."""
+    return [len(rows), len({row[0] for row in rows})]
+
+
 def _active(period: str, developers: bool, workspaces: bool = False) -> str:
     filters = ""
     if developers:

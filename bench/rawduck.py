@@ -20,7 +20,7 @@ import duckdb
 
 from common import measure
 from plan import ORG_ID, midnight_us
-from queries import DUCKDB_HELPERS, HELPER_TABLES, QUESTIONS, statements
+from queries import DUCKDB_HELPERS, HELPER_TABLES, QUESTIONS, shape, statements
 
 
 def connect(db: Path, end_day: date, threads: int | None) -> duckdb.DuckDBPyConnection:
@@ -46,10 +46,10 @@ def time_questions(args: argparse.Namespace) -> dict[str, Any]:
         if args.questions and question.key not in args.questions.split(","):
             continue
         work = statements(question, "duckdb", end_day, args.subtree, args.root, args.app_end_us)
-        rows: list[int] = []
+        rows: list[list[int]] = []
 
-        def ask(work: list[tuple[str, list[Any]]] = work, rows: list[int] = rows) -> None:
-            rows[:] = [len(con.execute(sql, params).fetchall()) for sql, params in work]
+        def ask(work: list[tuple[str, list[Any]]] = work, rows: list[list[int]] = rows) -> None:
+            rows[:] = [shape(con.execute(sql, params).fetchall()) for sql, params in work]
 
         stats = measure(ask, warmup=args.warmup, count=args.count, seconds=args.seconds)
         stats["rows"] = list(rows)

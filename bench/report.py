@@ -215,6 +215,29 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     return checks
 
 
+def consistency(data: dict[str, Any]) -> list[str]:
+    """Whether Tally's API and the raw engines saw the same data: a department answer's
+    ``x-total`` (days with usage) against the raw answer's distinct days; the raw engines'
+    result shapes against each other."""
+    found: list[str] = []
+    api = data.get("api", {})
+    raw = data.get("raw_duckdb", {})
+    pg = data.get("postgres", {}).get("questions", {})
+    for question in QUESTIONS:
+        key = question.key
+        raw_rows = (raw.get(key) or {}).get("rows")
+        pg_rows = (pg.get(key) or {}).get("rows")
+        if raw_rows and pg_rows and raw_rows != pg_rows:
+            found.append(f"{key}: raw DuckDB rows {raw_rows} != PostgreSQL rows {pg_rows}")
+        total = ((api.get(key) or {}).get("answer") or {}).get("x_total")
+        if question.family == "department" and total is not None and raw_rows:
+            same = int(total) == raw_rows[0][1]
+            found.append(
+                f"{key}: Tally x-total {total} {'==' if same else '!='} raw days {raw_rows[0][1]}"
+            )
+    return found
+
+
 def render(results: dict[str, Any]) -> str:
     """The one printed table."""
     lines: list[str] = []

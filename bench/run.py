@@ -39,7 +39,7 @@ from pg import load as pg_load
 from pg import time_questions as pg_time
 from plan import DAYS, MEMBERS, ORG_ID, OrgPlan, local_today, make_plan, midnight_us
 from queries import QUESTION_KEYS
-from report import machine, render, results_path, versions, write_json
+from report import consistency, machine, render, results_path, versions, write_json
 from server import create_token, run_import, serving
 
 SIZES = {"1M": 1_000_000, "10M": 10_000_000, "100M": 100_000_000}
@@ -247,6 +247,7 @@ def run_size(
             ],
             timeout=args.ingest_seconds + 300,
         )
+    out["consistency"] = consistency(out)
     out["server_peak_rss_bytes"] = server.peak_rss_bytes
     out["server_cpu_seconds"] = server.cpu_seconds
 
@@ -319,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     write_json(out_path, results)
     print(render(results))
+    for name, data in results["sizes"].items():
+        for line in data.get("consistency", []):
+            print(f"check {name}: {line}")
     print("\nNotes:")
     for note in NOTES:
         print(f"- {note}")
