@@ -41,6 +41,13 @@ class Settings:
     apps_max_days_back: int = 180
     #: Requests per second per key on the app resource usage API; 0 switches the limit off.
     apps_rate_limit_per_second: float = 1.0
+    #: Default and largest page size (``limit``) of the app resource usage API.
+    apps_page_default: int = 20
+    apps_page_max: int = 100
+    #: Most ``app_ids`` one app resource usage request may name.
+    apps_max_ids: int = 10
+    #: Largest request body of the app resource usage API, in bytes (past it: 413).
+    apps_max_body_bytes: int = 64 * 1024
     #: Rows per events list page of Tally's own API.
     events_page_max: int = 1000
     #: The source of "now"; tests pin it.

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from tally.api.apps import AppsAPI
 from tally.api.base import Facade, JSONResponse
 from tally.api.environment import EnvironmentAPI
 from tally.api.lingma import LingmaAPI
@@ -17,7 +18,7 @@ from tally.api.tally import TallyAPI
 from tally.service import Tally
 
 #: The API families, in routing order. A new vendor API is one module plus one entry here.
-FACADES: list[type[Facade]] = [TallyAPI, LingmaAPI, EnvironmentAPI]
+FACADES: list[type[Facade]] = [TallyAPI, LingmaAPI, EnvironmentAPI, AppsAPI]
 
 
 def create_app(tally: Tally, facades: list[type[Facade]] | None = None) -> Starlette:

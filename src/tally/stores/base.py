@@ -110,7 +110,6 @@ class Store(ABC):
         fields in code-point order.
         """
 
-    # -- department usage ----------------------------------------------------------------------
     # -- environment statistics ------------------------------------------------------------
     @abstractmethod
     def active_members(
@@ -131,8 +130,17 @@ class Store(ABC):
         filter); ``per_workspace`` counts each workspace of ``workspace_activity`` events apart.
         """
 
+    # -- app usage -------------------------------------------------------------------------
+    @abstractmethod
+    def app_totals(
+        self, org_id: str, app_ids: Sequence[str], *, day: date, end_us: int
+    ) -> dict[str, AppTotals]:
+        """For each of ``app_ids``, its events up to the end of the org day ``day`` (events with
+        ``ts < end_us``, ``end_us`` being that day's instant M): resource sums, latest data
+        volume, latest visit and edit. Apps without any such event are left out."""
 
-# -- environment statistics: the records of ``Store.active_members`` ----------------------
+
+# -- member spans: who counts, and when (department usage, environment statistics) ---------
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,9 @@ class MemberSpan:
     member: str
     from_us: int
     to_us: int
+
+
+# -- department usage: the records of ``Store.assistant_usage`` ---------------------------
 
 
 @dataclass(frozen=True)
@@ -203,3 +214,19 @@ class ActiveMembers:
     per_day: Mapping[tuple[str, date], int]
     #: Keyed by (workspace, year, month).
     per_month: Mapping[tuple[str, int, int], int]
+
+
+# -- app usage: the record of ``Store.app_totals`` ----------------------------------------
+
+
+@dataclass(frozen=True)
+class AppTotals:
+    """What one app's events add up to, up to an instant."""
+
+    #: Sum of the ``app_resource`` deltas per resource; raw (may be negative), absent when none.
+    resources: Mapping[str, int]
+    #: ``records`` of the latest ``app_data`` event (ties in time: the greater id), if any.
+    records: int | None
+    #: Epoch µs of the latest ``app_visit`` / ``app_edit`` event, if any.
+    last_visit_us: int | None
+    last_edit_us: int | None

@@ -30,11 +30,12 @@ from tally.model.directory import (
     Workspace,
     WorkspaceMembership,
 )
-from tally.model.events import STORED_COLUMNS, StoredEvent
+from tally.model.events import RESOURCES, STORED_COLUMNS, StoredEvent
 from tally.stores import duckdb_rollups as rollups
 from tally.stores.base import (
     ActiveMembers,
     AppendResult,
+    AppTotals,
     AssistantDay,
     ChatUsage,
     CodingUsage,
@@ -548,6 +549,58 @@ class DuckDBStore(Store):
             if during is not None:
                 cursor.unregister("member_spans")
         return _active_members(rows)
+
+    # -- app usage -------------------------------------------------------------------------
+    #: One column per resource, in RESOURCES order; each takes the resource name as a parameter.
+    _RESOURCE_SUMS = ", ".join(
+        "sum(delta) FILTER (WHERE type = 'app_resource' AND resource = ?)" for _ in RESOURCES
+    )
+
+    _ROLLUP_RESOURCE_SUMS = ", ".join(
+        "sum(total) FILTER (WHERE kind = 'resource' AND resource = ?)" for _ in RESOURCES
+    )
+
+    def app_totals(
+        self, org_id: str, app_ids: Sequence[str], *, day: date, end_us: int
+    ) -> dict[str, AppTotals]:
+        if not app_ids:
+            return {}
+        wanted = ", ".join("?" for _ in app_ids)
+        if self.rollups:  # whole org days only, so the daily rollups answer exactly
+            sql = f"""
+            SELECT app, {self._ROLLUP_RESOURCE_SUMS},
+                arg_max(last_records, (last_ts, last_id)) FILTER (WHERE kind = 'data'),
+                max(last_ts) FILTER (WHERE kind = 'app_visit'),
+                max(last_ts) FILTER (WHERE kind = 'app_edit')
+            FROM app_day
+            WHERE org = ? AND day <= ? AND app IN ({wanted})
+            GROUP BY app
+            """
+            rows = self._rows(sql, [*RESOURCES, org_id, day, *app_ids])
+            return {row[0]: self._app_totals(row) for row in rows}
+        sql = f"""
+            SELECT app, {self._RESOURCE_SUMS},
+                arg_max(records, (ts, id)) FILTER (WHERE type = 'app_data'),
+                max(ts) FILTER (WHERE type = 'app_visit'),
+                max(ts) FILTER (WHERE type = 'app_edit')
+            FROM events
+            WHERE org = ? AND day <= ? AND ts < ? AND app IN ({wanted})
+              AND type IN ('app_resource', 'app_data', 'app_visit', 'app_edit')
+            GROUP BY app
+        """
+        rows = self._rows(sql, [*RESOURCES, org_id, day, end_us, *app_ids])
+        return {row[0]: self._app_totals(row) for row in rows}
+
+    @staticmethod
+    def _app_totals(row: tuple[Any, ...]) -> AppTotals:
+        sums = row[1 : 1 + len(RESOURCES)]
+        records, last_visit, last_edit = row[1 + len(RESOURCES) :]
+        return AppTotals(
+            resources={r: int(v) for r, v in zip(RESOURCES, sums, strict=True) if v is not None},
+            records=records,
+            last_visit_us=last_visit,
+            last_edit_us=last_edit,
+        )
 
 
 def _org(row: tuple[Any, ...]) -> Organization:
