@@ -1,0 +1,121 @@
+"""``tally serve`` and ``tally import`` / ``tally token create`` as real subprocesses.
+
+The server listens on 127.0.0.1 on a free port; :func:`serving` stops it by its PID (SIGINT,
+then SIGTERM, then SIGKILL) on leaving, also on an error or Ctrl-C, and reports its peak RSS
+(VmHWM) read just before the stop.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from common import cpu_seconds, free_port, vm_hwm_bytes
+
+TALLY = str(Path(sys.executable).with_name("tally"))
+ADMIN_TOKEN = "bench-admin-token-not-secret"
+
+
+def tally_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["TALLY_ADMIN_TOKEN"] = ADMIN_TOKEN
+    env["TALLY_APPS_RATE_LIMIT_PER_SECOND"] = "0"
+    return env
+
+
+def create_token(db: Path, org: str, scopes: tuple[str, ...]) -> str:
+    command = [TALLY, "token", "create", "--db", str(db), "--org", org]
+    for scope in scopes:
+        command += ["--scope", scope]
+    done = subprocess.run(
+        command, check=True, capture_output=True, text=True, timeout=120, env=tally_env()
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+@dataclass
+class ImportRun:
+    seconds: float
+    output: str
+    returncode: int
+
+
+def run_import(db: Path, org: str, files: list[Path], timeout: float) -> ImportRun:
+    """``tally import --db DB --org ORG files...``, timed from spawn to exit."""
+    command = [TALLY, "import", "--db", str(db), "--org", org, *map(str, files)]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=tally_env())
+    seconds = time.perf_counter() - started
+    tail = (done.stdout + done.stderr[-2000:]).strip()
+    return ImportRun(seconds, tail, done.returncode)
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+    peak_rss_bytes: int | None = None
+    cpu_seconds: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def _wait_ready(server: Server, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"tally serve exited early; see {server.log}")
+        try:
+            if httpx.get(f"{server.url}/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"tally serve did not answer /healthz within {timeout:.0f} s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    for sig, wait in ((signal.SIGINT, 15.0), (signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+        if process.poll() is not None:
+            return
+        process.send_signal(sig)
+        try:
+            process.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@contextmanager
+def serving(db: Path, log: Path, ready_timeout: float = 300.0) -> Iterator[Server]:
+    """``tally serve`` on a free loopback port, for the length of the ``with`` block."""
+    port = free_port()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [TALLY, "serve", "--db", str(db), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=tally_env(),
+        )
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+    try:
+        _wait_ready(server, ready_timeout)
+        yield server
+    finally:
+        server.peak_rss_bytes = vm_hwm_bytes(process.pid)
+        server.cpu_seconds = cpu_seconds(process.pid)
+        _stop(process)
