@@ -14,7 +14,11 @@ class Tally:
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
-        self.store = store if store is not None else open_store(settings.db_path)
+        self.store = (
+            store
+            if store is not None
+            else open_store(settings.db_path, memory_limit=settings.store_memory_limit)
+        )
         self.directory = DirectoryService(self.store, settings.clock)
         self.access = AccessService(self.store, settings.clock)
         self.ingestor = Ingestor(

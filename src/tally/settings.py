@@ -50,6 +50,8 @@ class Settings:
     apps_max_body_bytes: int = 64 * 1024
     #: Rows per events list page of Tally's own API.
     events_page_max: int = 1000
+    #: Cap on the store's buffer memory (DuckDB ``memory_limit``, e.g. ``1GB``; empty: default).
+    store_memory_limit: str = ""
     #: The source of "now"; tests pin it.
     clock: Clock = system_clock
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from tally.engine.memo import derived
 from tally.errors import NotFound
 from tally.model.directory import Directory, Member
 from tally.stores.base import AssistantDay, MemberSpan, Store
@@ -65,12 +66,11 @@ def department_usage(
         raise NotFound(f'department "{query.department_id}" does not exist')
     tz = directory.org.timezone
     window = (to_micros(day_start(query.first_day, tz)), to_micros(day_end(query.last_day, tz)))
-    subtree = directory.subtree(query.department_id)
-    spans = [
-        span
-        for member in directory.members.values()
-        for span in member_spans(member, subtree, *window)
-    ]
+    spans = derived(
+        directory,
+        ("department spans", query.department_id, query.first_day, query.last_day),
+        lambda: subtree_spans(directory, query.department_id, *window),
+    )
     active = store.assistant_usage(directory.org.id, spans, query.first_day, query.last_day)
     offset = (query.page - 1) * query.per_page
     days = [
@@ -79,6 +79,29 @@ def department_usage(
     ]
     total_pages = -(-len(active) // query.per_page)
     return DepartmentUsagePage(days=days, total=len(active), total_pages=total_pages)
+
+
+def subtree_spans(
+    directory: Directory, department_id: str, from_us: int, to_us: int
+) -> list[MemberSpan]:
+    """The spans of every member while in ``department_id``'s subtree."""
+    subtree = directory.subtree(department_id)
+    index = derived(directory, "members by department", lambda: _members_by_department(directory))
+    candidates = {m.id: m for d in subtree for m in index.get(d, ())}
+    return [
+        span
+        for member in candidates.values()
+        for span in member_spans(member, subtree, from_us, to_us)
+    ]
+
+
+def _members_by_department(directory: Directory) -> dict[str, list[Member]]:
+    """Each department's members, counting every version (a member who ever was there)."""
+    index: dict[str, list[Member]] = {}
+    for member in directory.members.values():
+        for department in {d for v in member.versions for d in v.departments}:
+            index.setdefault(department, []).append(member)
+    return index
 
 
 def member_spans(

@@ -13,6 +13,7 @@ from datetime import date, datetime
 from itertools import groupby
 from typing import Literal, NamedTuple, TypeVar
 
+from tally.engine.memo import derived
 from tally.errors import BadRequest
 from tally.model.directory import Directory, Member, Workspace
 from tally.stores.base import ActiveMembers, MemberSpan, Store
@@ -133,6 +134,11 @@ class OrgWindow:
         high = len(self.ends) if through is None else bisect_right(self.ends, through)
         return range(low, max(low, high))
 
+    @property
+    def key(self) -> tuple[date, date]:
+        """What distinguishes this window's derived facts within one directory snapshot."""
+        return self.days[0], self.days[-1]
+
     def member_totals(self, *, developers: bool) -> list[int]:
         """Members that exist (and, for ``developers``, are developers) at each day's end."""
         counts = _DayCounts(len(self.days))
@@ -161,7 +167,11 @@ class OrgWindow:
     def active(
         self, store: Store, *, developers: bool = False, per_workspace: bool = False
     ) -> ActiveMembers:
-        spans = _developer_spans(self) if developers else None
+        spans = (
+            derived(self.directory, ("developer spans", *self.key), lambda: _developer_spans(self))
+            if developers
+            else None
+        )
         return store.active_members(
             self.directory.org.id,
             self.days[0],
@@ -207,7 +217,11 @@ def _member_stats(store: Store, windows: list[OrgWindow], *, developers: bool) -
     per_day: Counter[date] = Counter()
     monthly: Counter[Month] = Counter()
     for window in windows:
-        totals = window.member_totals(developers=developers)
+        totals = derived(
+            window.directory,
+            ("member totals", *window.key, developers),
+            lambda: window.member_totals(developers=developers),  # noqa: B023  (called at once)
+        )
         total.update(dict(zip(window.days, totals, strict=True)))
         active = window.active(store, developers=developers)
         per_day.update({day: n for (_, day), n in active.per_day.items()})
@@ -240,7 +254,11 @@ def _workspace_stats(
             key = prefix + workspace.id
             if _existed_during(workspace, window):
                 keys.add(key)
-            totals = window.workspace_totals(workspace)
+            totals = derived(
+                window.directory,
+                ("workspace totals", workspace.id, *window.key),
+                lambda: window.workspace_totals(workspace),  # noqa: B023  (called at once)
+            )
             total.update({(key, d): n for d, n in zip(window.days, totals, strict=True)})
         per_day.update({(prefix + ws, day): n for (ws, day), n in active.per_day.items()})
         monthly.update(

@@ -106,9 +106,12 @@ def exists_at(created_at: datetime, deleted_at: datetime | None, instant: dateti
     return created_at < instant and (deleted_at is None or deleted_at >= instant)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Directory:
-    """Everything the directory holds for one organization, as one immutable snapshot."""
+    """Everything the directory holds for one organization, as one immutable snapshot.
+
+    Compared and hashed by identity, so facts derived from a snapshot can be kept beside it
+    (``tally.engine.memo``)."""
 
     org: Organization
     departments: Mapping[str, Department] = field(default_factory=dict)

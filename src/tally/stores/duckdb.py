@@ -111,7 +111,7 @@ def _dt(micros: int | None) -> datetime | None:
 class DuckDBStore(Store):
     """A :class:`Store` in one DuckDB file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, memory_limit: str = "") -> None:
         self.path = path
         try:
             self._db = duckdb.connect(str(path))
@@ -121,6 +121,8 @@ class DuckDBStore(Store):
                     f"{path} is in use by another process (is `tally serve` running on it?)"
                 ) from exc
             raise
+        if memory_limit:
+            self._db.execute(f"SET memory_limit = '{_setting_value(memory_limit)}'")
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._db.execute(SCHEMA)
@@ -605,6 +607,13 @@ class DuckDBStore(Store):
             last_visit_us=last_visit,
             last_edit_us=last_edit,
         )
+
+
+def _setting_value(text: str) -> str:
+    """A size such as ``512MB`` or ``1GB``, checked before it reaches SQL."""
+    if not text.replace(".", "").replace(" ", "").isalnum():
+        raise ValueError(f"not a memory size: {text!r}")
+    return text
 
 
 def _org(row: tuple[Any, ...]) -> Organization:
