@@ -128,3 +128,14 @@ def test_parquet_import_keeps_the_rollups_exact(
     tally.store.rollups = True  # type: ignore[attr-defined]
     tally.store.rebuild_rollups("acme")
     assert all_answers(client) == from_rollups
+
+
+def test_valid_rows_take_the_columnar_path(admin: Admin, tally: Tally, tmp_path: Path) -> None:
+    """Every valid row is vouched for by the vectorised checks (none falls to the slow path)."""
+    from tally.engine.columnar import vouched_rows
+    from tests.conftest import NOW
+
+    setup_org(admin, "acme")
+    table = pq.read_table(write_parquet(tmp_path / "v.parquet", VALID))
+    mask = vouched_rows(table, tally.directory.require("acme"), NOW)
+    assert mask.to_pylist() == [True] * len(VALID)

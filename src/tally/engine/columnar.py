@@ -125,9 +125,7 @@ def _values_ok(batch: pa.Table, directory: Directory) -> pa.ChunkedArray:
     refs = {"workspace": directory.workspaces, "app": directory.apps}
     for name, known in refs.items():
         if name in batch.column_names:
-            checks.append(
-                pc.fill_null(pc.is_in(batch[name], pa.array(list(known), pa.string())), True)
-            )
+            checks.append(_in_or_null(batch[name], list(known)))
     if "source" in batch.column_names:
         checks.append(_in_or_null(batch["source"], ["completion", "chat"]))
     if "resource" in batch.column_names:
@@ -150,7 +148,8 @@ def _values_ok(batch: pa.Table, directory: Directory) -> pa.ChunkedArray:
 
 
 def _in_or_null(column: pa.ChunkedArray, allowed: Iterable[str]) -> pa.ChunkedArray:
-    return pc.fill_null(pc.is_in(column, pa.array(list(allowed))), True)
+    """True where ``column`` is null or one of ``allowed`` (``is_in`` alone says False for null)."""
+    return pc.or_(pc.is_null(column), pc.is_in(column, pa.array(list(allowed), pa.string())))
 
 
 def _at(instant: datetime) -> pa.Scalar:
