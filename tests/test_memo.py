@@ -65,3 +65,37 @@ def test_a_move_after_a_query_changes_the_next_answer(client: TestClient, admin:
     )
     assert (_active(client, "a"), _active(client, "b")) == ([], [1])
     assert _total_users(client) == [1, 0]
+
+
+def test_the_snapshot_kept_after_writes_equals_a_fresh_load(
+    client: TestClient, admin: Admin
+) -> None:
+    from tally.service import Tally
+
+    admin.org("acme")
+    admin.put("acme/departments/a", {"name": "A"})
+    admin.put("acme/departments/b", {"name": "B", "parent": "a"})
+    admin.put("acme/members/m2", {"name": "M2", "departments": ["b"]})
+    admin.put("acme/members/m1", {"name": "M1", "departments": ["a"]})
+    admin.put(
+        "acme/members/m1",
+        {
+            "name": "M1",
+            "departments": ["b"],
+            "developer": True,
+            "effective_at": "2026-03-01T00:00:00+08:00",
+        },
+    )
+    admin.put("acme/workspaces/w1", {"name": "W", "members": [{"member": "m1"}]})
+    admin.put("acme/apps/p1", {"name": "P", "creator": "m2"})
+    admin.put("acme", {"name": "Acme renamed", "domain": "acme.example"})
+    tally: Tally = client.app.state.tally  # type: ignore[attr-defined]
+    kept = tally.directory.get("acme")
+    fresh = tally.store.load_directory("acme")
+    assert kept is not None
+    assert fresh is not None
+    assert kept.org == fresh.org
+    for kind in ("departments", "members", "workspaces", "apps"):
+        assert dict(sorted(getattr(kept, kind).items())) == dict(
+            sorted(getattr(fresh, kind).items())
+        ), kind

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from starlette.responses import Response
@@ -28,6 +29,7 @@ from tally.model.events import StoredEvent
 from tally.timeutil import from_micros, parse_instant, to_micros, zone
 from tally.tokens import Scope, TokenRecord
 
+T = TypeVar("T")
 PROBLEM_TYPE = "urn:tally:problem:"
 ORG = "/api/v1/orgs/{org}"
 EVENT_MEDIA = ("application/json", "application/x-ndjson", "application/ndjson", "")
@@ -99,7 +101,7 @@ class TallyAPI(Facade):
         return JSONResponse(self.tally.directory.put_department(org_id, call.path("id"), body))
 
     def list_departments(self, call: Call) -> Response:
-        return JSONResponse(list(self._directory(call, "read").departments.values()))
+        return JSONResponse(_by_id(self._directory(call, "read").departments))
 
     def get_department(self, call: Call) -> Response:
         return JSONResponse(_one(self._directory(call, "read").departments, call, "department"))
@@ -113,7 +115,7 @@ class TallyAPI(Facade):
 
     def list_members(self, call: Call) -> Response:
         directory = self._directory(call, "read")
-        return JSONResponse([self._member(m, directory) for m in directory.members.values()])
+        return JSONResponse([self._member(m, directory) for m in _by_id(directory.members)])
 
     def get_member(self, call: Call) -> Response:
         directory = self._directory(call, "read")
@@ -149,7 +151,7 @@ class TallyAPI(Facade):
 
     def list_workspaces(self, call: Call) -> Response:
         directory = self._directory(call, "read")
-        return JSONResponse([_workspace(w, directory.org) for w in directory.workspaces.values()])
+        return JSONResponse([_workspace(w, directory.org) for w in _by_id(directory.workspaces)])
 
     def get_workspace(self, call: Call) -> Response:
         directory = self._directory(call, "read")
@@ -166,7 +168,7 @@ class TallyAPI(Facade):
 
     def list_apps(self, call: Call) -> Response:
         directory = self._directory(call, "read")
-        return JSONResponse([_app(a, directory.org) for a in directory.apps.values()])
+        return JSONResponse([_app(a, directory.org) for a in _by_id(directory.apps)])
 
     def get_app(self, call: Call) -> Response:
         directory = self._directory(call, "read")
@@ -341,6 +343,11 @@ class TallyAPI(Facade):
                 "GET", f"{ORG}/{kind}", lst, f"List {kind}", params=[org], response=list[out]
             ),
         ]
+
+
+def _by_id(objects: Mapping[str, T]) -> list[T]:
+    """A list answer, in id order."""
+    return [objects[key] for key in sorted(objects)]
 
 
 def _one(objects: Any, call: Call, kind: str) -> Any:

@@ -3,8 +3,10 @@ and a per-organization snapshot cache that every reader shares."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import datetime
+from typing import Any
 
 from tally.errors import BadRequest, Conflict, NotFound
 from tally.model.directory import (
@@ -61,8 +63,22 @@ class DirectoryService:
     def org_by_domain(self, domain: str) -> Organization | None:
         return next((o for o in self._store.list_orgs() if o.domain == domain), None)
 
-    def _changed(self, org_id: str) -> None:
-        self._snapshots.pop(org_id, None)
+    def _changed(self, org_id: str, **changes: Any) -> None:
+        """Swap in a new snapshot with ``changes`` (a new org, or one object of a kind).
+
+        Copying the cached snapshot's mappings keeps a bulk sync of N members linear in reads
+        (reloading the whole directory after each write made it quadratic).
+        """
+        current = self._snapshots.get(org_id)
+        if current is None:
+            return
+        updates: dict[str, Any] = {}
+        for kind, obj in changes.items():
+            if kind == "org":
+                updates["org"] = obj
+            else:
+                updates[kind] = {**getattr(current, kind), obj.id: obj}
+        self._snapshots[org_id] = dataclasses.replace(current, **updates)
 
     # -- writing ---------------------------------------------------------------------------
     def put_org(self, org_id: str, body: OrgInput, *, has_events: bool) -> Organization:
@@ -84,7 +100,7 @@ class DirectoryService:
                 id=org_id, name=body.name, domain=body.domain, timezone=body.timezone
             )
             self._store.put_org(org)
-            self._changed(org_id)
+            self._changed(org_id, org=org)
         return org
 
     def put_department(self, org_id: str, dept_id: str, body: DepartmentInput) -> Department:
@@ -101,7 +117,7 @@ class DirectoryService:
                     )
             department = Department(id=dept_id, name=body.name, parent=body.parent)
             self._store.put_department(org_id, department)
-            self._changed(org_id)
+            self._changed(org_id, departments=department)
         return department
 
     def put_member(self, org_id: str, member_id: str, body: MemberInput) -> Member:
@@ -133,7 +149,7 @@ class DirectoryService:
                 versions=merge_version(current.versions if current else (), version),
             )
             self._store.put_member(org_id, member)
-            self._changed(org_id)
+            self._changed(org_id, members=member)
         return member
 
     def put_workspace(self, org_id: str, workspace_id: str, body: WorkspaceInput) -> Workspace:
@@ -160,7 +176,7 @@ class DirectoryService:
                 members=tuple(members),
             )
             self._store.put_workspace(org_id, workspace)
-            self._changed(org_id)
+            self._changed(org_id, workspaces=workspace)
         return workspace
 
     def put_app(self, org_id: str, app_id: str, body: AppInput) -> App:
@@ -180,7 +196,7 @@ class DirectoryService:
                 deleted_at=body.deleted_at,
             )
             self._store.put_app(org_id, app)
-            self._changed(org_id)
+            self._changed(org_id, apps=app)
         return app
 
 
