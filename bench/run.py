@@ -81,6 +81,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--no-pg", action="store_true", help="skip PostgreSQL")
     parser.add_argument("--questions", default="", help="comma list of question keys (all)")
+    parser.add_argument(
+        "--store-memory-limit",
+        default="",
+        help="TALLY_STORE_MEMORY_LIMIT of the server, e.g. 768MB (default: Tally's default)",
+    )
     parser.add_argument("--keep-db", action="store_true", help="keep the per-size Tally files")
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR)
     parser.add_argument("--out", type=Path, default=None, help="results JSON path")
@@ -216,7 +221,8 @@ def run_size(
         }
 
     _log(f"{name}: tally serve: API latency, then HTTP ingest")
-    with serving(db, work / f"serve-{name}.log") as server:
+    log = work / f"serve-{name}.log"
+    with serving(db, log, store_memory_limit=args.store_memory_limit) as server:
         out["api"] = time_apis(
             server.url,
             read_token,

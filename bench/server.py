@@ -25,10 +25,14 @@ TALLY = str(Path(sys.executable).with_name("tally"))
 ADMIN_TOKEN = "bench-admin-token-not-secret"
 
 
-def tally_env() -> dict[str, str]:
+def tally_env(store_memory_limit: str = "") -> dict[str, str]:
+    """The environment of every ``tally`` subprocess: a known admin token, no app rate limit,
+    and (when given) a cap on the store's buffer memory (``TALLY_STORE_MEMORY_LIMIT``)."""
     env = dict(os.environ)
     env["TALLY_ADMIN_TOKEN"] = ADMIN_TOKEN
     env["TALLY_APPS_RATE_LIMIT_PER_SECOND"] = "0"
+    if store_memory_limit:
+        env["TALLY_STORE_MEMORY_LIMIT"] = store_memory_limit
     return env
 
 
@@ -100,7 +104,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def serving(db: Path, log: Path, ready_timeout: float = 300.0) -> Iterator[Server]:
+def serving(
+    db: Path, log: Path, ready_timeout: float = 300.0, store_memory_limit: str = ""
+) -> Iterator[Server]:
     """``tally serve`` on a free loopback port, for the length of the ``with`` block."""
     port = free_port()
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +115,7 @@ def serving(db: Path, log: Path, ready_timeout: float = 300.0) -> Iterator[Serve
             [TALLY, "serve", "--db", str(db), "--host", "127.0.0.1", "--port", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=tally_env(),
+            env=tally_env(store_memory_limit),
         )
     server = Server(process, f"http://127.0.0.1:{port}", log)
     try:
