@@ -33,10 +33,10 @@ test: install-dev
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
-## Benchmarks (not part of `make test`).
+## Benchmarks (not part of `make test`); e.g. make bench ARGS=--with-100m
 bench: install-dev
 	bash scripts/bench-deps.sh
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(ARGS)
 
 ## Re-pin the dependencies after changing pyproject.toml.
 lock: $(BIN)/python
