@@ -351,19 +351,8 @@ class DuckDBStore(Store):
         if not events:
             return AppendResult(frozenset())
         with self._transaction() as cur:
-            cur.register("incoming_events", _event_table(org_id, events))
-            try:
-                new_ids = [
-                    row[0]
-                    for row in cur.execute(
-                        "INSERT INTO events SELECT * FROM incoming_events"
-                        " ON CONFLICT DO NOTHING RETURNING id"
-                    ).fetchall()
-                ]
-            finally:
-                cur.unregister("incoming_events")
+            new = frozenset(_insert_new(cur, _event_table(org_id, events)))
             # Roll up only the new events, so a duplicate never counts twice.
-            new = frozenset(new_ids)
             fresh = events if len(new) == len(events) else [e for e in events if e.id in new]
             rollups.add(cur, org_id, fresh)
         self._touched[org_id].update(e.day for e in fresh)
@@ -376,24 +365,11 @@ class DuckDBStore(Store):
         if table.num_rows == 0:
             return AppendResult(frozenset())
         with self._transaction() as cur:
-            cur.register("incoming_events", table)
-            try:
-                new_ids = [
-                    row[0]
-                    for row in cur.execute(
-                        "INSERT INTO events SELECT * FROM incoming_events"
-                        " ON CONFLICT DO NOTHING RETURNING id"
-                    ).fetchall()
-                ]
-            finally:
-                cur.unregister("incoming_events")
-            if len(new_ids) < table.num_rows:
+            new_ids = _insert_new(cur, table)
+            if len(new_ids) < table.num_rows:  # roll up only the new events
                 table = table.filter(pc.is_in(table["id"], pa.array(new_ids, pa.string())))
-            cur.register("new_events", table)
-            try:
+            with _registered(cur, "new_events", table):
                 rollups.add_table(cur, "new_events")
-            finally:
-                cur.unregister("new_events")
         self._touched[org_id].update(pc.unique(table["day"]).to_pylist())
         return AppendResult(frozenset(new_ids))
 
@@ -450,31 +426,39 @@ class DuckDBStore(Store):
             return []
         if not self.rollups:
             return _assistant_days(self._raw_usage(org_id, spans, first_day, last_day))
-        org = self.get_org(org_id)
-        assert org is not None
-        whole, partial = rollups.split_spans(spans, org.timezone, first_day, last_day)
         cursor = self._cursor()
-        cursor.register("whole_days", whole)
-        cursor.register("partial_spans", partial)
-        try:
+        with self._span_tables(cursor, org_id, spans, first_day, last_day):
             rows = cursor.execute(
                 ROLLUP_USAGE_SQL, {"org": org_id, "first": first_day, "last": last_day}
             ).fetchall()
-        finally:
-            cursor.unregister("whole_days")
-            cursor.unregister("partial_spans")
         return _assistant_days(rows)
+
+    @contextmanager
+    def _span_tables(
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        org_id: str,
+        spans: Sequence[MemberSpan],
+        first_day: date,
+        last_day: date,
+    ) -> Iterator[None]:
+        """Register ``whole_days`` and ``partial_spans`` (see ``rollups.span_rows_sql``)."""
+        org = self.get_org(org_id)
+        assert org is not None
+        whole, partial = rollups.split_spans(spans, org.timezone, first_day, last_day)
+        with (
+            _registered(cursor, "whole_days", whole),
+            _registered(cursor, "partial_spans", partial),
+        ):
+            yield
 
     def _raw_usage(
         self, org_id: str, spans: Sequence[MemberSpan], first_day: date, last_day: date
     ) -> list[tuple[Any, ...]]:
         """The same question straight from the raw events (the rollups' oracle)."""
         cursor = self._cursor()
-        cursor.register("usage_spans", _span_table(spans))
-        try:
+        with _registered(cursor, "usage_spans", _span_table(spans)):
             return cursor.execute(USAGE_SQL, [org_id, first_day, last_day]).fetchall()
-        finally:
-            cursor.unregister("usage_spans")
 
     # -- environment statistics ------------------------------------------------------------
     def active_members(
@@ -494,29 +478,20 @@ class DuckDBStore(Store):
             )
         params: dict[str, Any] = {"org": org_id, "first": first_day, "last": last_day}
         group = "k1" if per_workspace else "''"
-        cursor = self._cursor()
         if during is None:
             source = (
                 "SELECT day, member, k1 FROM member_day WHERE org = $org"
                 f" AND day BETWEEN $first AND $last AND kind = '{kind}'"
             )
         else:
-            org = self.get_org(org_id)
-            assert org is not None
-            whole, partial = rollups.split_spans(during, org.timezone, first_day, last_day)
-            cursor.register("whole_days", whole)
-            cursor.register("partial_spans", partial)
             source = f"SELECT day, member, k1 FROM ({rollups.span_rows_sql((kind,))})"
         sql = (
             f"WITH active AS (SELECT DISTINCT {group} AS grp, day, member FROM ({source}))"
             + _ACTIVE_COUNTS
         )
-        try:
+        cursor = self._cursor()
+        with self._span_tables(cursor, org_id, during or (), first_day, last_day):
             rows = cursor.execute(sql, params).fetchall()
-        finally:
-            if during is not None:
-                cursor.unregister("whole_days")
-                cursor.unregister("partial_spans")
         return _active_members(rows)
 
     def _raw_active_members(
@@ -547,13 +522,8 @@ class DuckDBStore(Store):
             f" WHERE {' AND '.join(where)})" + _ACTIVE_COUNTS
         )
         cursor = self._cursor()
-        if during is not None:
-            cursor.register("member_spans", _span_table(during))
-        try:
+        with _registered(cursor, "member_spans", _span_table(during or ())):
             rows = cursor.execute(sql, params).fetchall()
-        finally:
-            if during is not None:
-                cursor.unregister("member_spans")
         return _active_members(rows)
 
     # -- app usage -------------------------------------------------------------------------
@@ -607,6 +577,27 @@ class DuckDBStore(Store):
             last_visit_us=last_visit,
             last_edit_us=last_edit,
         )
+
+
+@contextmanager
+def _registered(cursor: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
+    """``table`` readable as ``name`` in the cursor's queries, for the block's duration."""
+    cursor.register(name, table)
+    try:
+        yield
+    finally:
+        cursor.unregister(name)
+
+
+def _insert_new(cursor: duckdb.DuckDBPyConnection, table: pa.Table) -> list[str]:
+    """Insert the events of ``table`` whose (org, id) is not stored yet; return their ids.
+
+    The primary key answers "already stored?" by an index lookup per id, not a scan."""
+    with _registered(cursor, "incoming_events", table):
+        rows = cursor.execute(
+            "INSERT INTO events SELECT * FROM incoming_events ON CONFLICT DO NOTHING RETURNING id"
+        ).fetchall()
+    return [row[0] for row in rows]
 
 
 def _setting_value(text: str) -> str:
