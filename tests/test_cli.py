@@ -190,3 +190,17 @@ def test_demo_builds_the_promised_shape(tmp_path: Path) -> None:
     assert all(d[1] == 14 and d[2] == 9 for d in days)
     assert weekday is not None
     assert weekday[0] > 3 * weekday[1]
+
+
+def test_import_while_the_server_holds_the_file_says_so(db: Path, tmp_path: Path) -> None:
+    from tests.server import ServerProcess
+
+    source = tmp_path / "events.ndjson"
+    source.write_text(json.dumps(events(1)[0]) + "\n")
+    server = ServerProcess(db, "cli-test-admin")
+    try:
+        result = CliRunner().invoke(cli, ["import", "--db", str(db), "--org", "acme", str(source)])
+    finally:
+        server.stop()
+    assert result.exit_code != 0
+    assert "is in use by another process (is `tally serve` running on it?)" in result.output
