@@ -48,7 +48,7 @@ from tally.stores.base import (
 from tally.timeutil import from_micros, to_micros
 from tally.tokens import TokenRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Appends between two compactions of the rollup deltas they touched.
 COMPACT_EVERY = 200
 
@@ -131,9 +131,19 @@ class DuckDBStore(Store):
         self.rollups = True
         self._touched: dict[str, set[date]] = defaultdict(set)
         self._appends = 0
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a file of an older schema version up to this one (a new file: just stamp it)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is not None and int(row[0]) < 2:  # version 2 moved the activity kinds apart
+            self._db.execute("BEGIN TRANSACTION")
+            moved = "kind IN ('any', 'workspace')"
+            self._db.execute(f"INSERT INTO activity_day SELECT * FROM member_day WHERE {moved}")
+            self._db.execute(f"DELETE FROM member_day WHERE {moved}")
+            self._db.execute("COMMIT")
         self._db.execute(
-            "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
-            [str(SCHEMA_VERSION)],
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
         )
 
     # -- plumbing --------------------------------------------------------------------------
@@ -480,7 +490,7 @@ class DuckDBStore(Store):
         group = "k1" if per_workspace else "''"
         if during is None:
             source = (
-                "SELECT day, member, k1 FROM member_day WHERE org = $org"
+                "SELECT day, member, k1 FROM activity_day WHERE org = $org"
                 f" AND day BETWEEN $first AND $last AND kind = '{kind}'"
             )
         else:

@@ -4,8 +4,9 @@ Two tables, both free of any directory fact (so a department move or a developer
 invalidates them; the engine applies the directory at query time):
 
 - ``member_day``: per org day, member and key, the sums every API needs (``kind`` says which:
-  ``completion`` (ide, language), ``chat`` (chat_type, ide), ``code`` (language), ``any`` (every
-  event: the member was active), ``workspace`` (workspace id));
+  ``completion`` (ide, language), ``chat`` (chat_type, ide), ``code`` (language)), and
+  ``activity_day``, the same columns for ``any`` (every event: the member was active) and
+  ``workspace`` (workspace id), apart so that each API scans only its own rows;
 - ``app_day``: per org day, app and kind, the resource delta sums and the latest data / visit /
   edit of the day.
 
@@ -30,6 +31,12 @@ from tally.timeutil import day_start, from_micros, local_day, to_micros
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS member_day (
+    org VARCHAR NOT NULL, day DATE NOT NULL, member VARCHAR NOT NULL, kind VARCHAR NOT NULL,
+    k1 VARCHAR NOT NULL, k2 VARCHAR NOT NULL,
+    n BIGINT NOT NULL, n_accepted BIGINT NOT NULL, s1 BIGINT NOT NULL, s2 BIGINT NOT NULL,
+    s3 BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS activity_day (
     org VARCHAR NOT NULL, day DATE NOT NULL, member VARCHAR NOT NULL, kind VARCHAR NOT NULL,
     k1 VARCHAR NOT NULL, k2 VARCHAR NOT NULL,
     n BIGINT NOT NULL, n_accepted BIGINT NOT NULL, s1 BIGINT NOT NULL, s2 BIGINT NOT NULL,
@@ -79,9 +86,19 @@ SELECT org, day, app, type, '', 0, max(ts), arg_max(id, (ts, id)), NULL
   FROM {src} WHERE type IN ('app_visit', 'app_edit') GROUP BY org, day, app, type
 """
 
+#: Member-day kinds kept apart in ``activity_day`` (the environment statistics read only those),
+#: so neither API scans the other's rows.
+ACTIVITY_KINDS = ("any", "workspace")
+
+
+def table_of(kind: str) -> str:
+    """The member-day table holding ``kind``."""
+    return "activity_day" if kind in ACTIVITY_KINDS else "member_day"
+
+
 _MEMBER_DAY_COMPACT = """
 SELECT org, day, member, kind, k1, k2, sum(n), sum(n_accepted), sum(s1), sum(s2), sum(s3)
-  FROM member_day WHERE org = $org AND day IN (SELECT unnest($days::DATE[]))
+  FROM {table} WHERE org = $org AND day IN (SELECT unnest($days::DATE[]))
  GROUP BY ALL
 """
 _APP_DAY_COMPACT = """
@@ -145,15 +162,38 @@ def add(cursor: duckdb.DuckDBPyConnection, org_id: str, events: Iterable[StoredE
             current = app_rows.get(key)
             if current is None or (e.ts, e.id) > (current[1], current[2]):
                 app_rows[key] = [0, e.ts, e.id, e.records]
-    _insert(cursor, "member_day", org_id, member_rows, MEMBER_DAY_SCHEMA)
+    for table in ("member_day", "activity_day"):
+        rows = {key: values for key, values in member_rows.items() if table_of(key[2]) == table}
+        _insert(cursor, table, org_id, rows, MEMBER_DAY_SCHEMA)
     _insert(cursor, "app_day", org_id, app_rows, APP_DAY_SCHEMA)
 
 
 def add_table(cursor: duckdb.DuckDBPyConnection, source: str) -> None:
     """Roll up the (new) events of the registered table ``source`` with the SQL of ``rebuild``:
     the cheaper way for a bulk import's large batches."""
-    cursor.execute(f"INSERT INTO member_day {_MEMBER_DAY_FROM.format(src=source)}")
+    _insert_member_days(cursor, _MEMBER_DAY_FROM.format(src=source), {})
     cursor.execute(f"INSERT INTO app_day {_APP_DAY_FROM.format(src=source)}")
+
+
+def _insert_member_days(
+    cursor: duckdb.DuckDBPyConnection, select: str, params: dict[str, Any]
+) -> None:
+    """Insert the member-day rows of ``select`` into their tables, in (day, member) order."""
+    cursor.execute(
+        "CREATE OR REPLACE TEMP TABLE rolled_up AS SELECT * FROM"
+        f" ({select}) AS r(org, day, member, kind, k1, k2, n, n_accepted, s1, s2, s3)",
+        params,
+    )
+    activity = ", ".join(f"'{k}'" for k in ACTIVITY_KINDS)
+    cursor.execute(
+        f"INSERT INTO member_day SELECT * FROM rolled_up WHERE kind NOT IN ({activity})"
+        " ORDER BY day, member"
+    )
+    cursor.execute(
+        f"INSERT INTO activity_day SELECT * FROM rolled_up WHERE kind IN ({activity})"
+        " ORDER BY day, member"
+    )
+    cursor.execute("DROP TABLE rolled_up")
 
 
 def _add(rows: dict[tuple[Any, ...], list[int]], key: tuple[Any, ...], *values: int) -> None:
@@ -218,14 +258,10 @@ APP_DAY_SCHEMA = pa.schema(
 def rebuild(cursor: duckdb.DuckDBPyConnection, org_id: str) -> None:
     """Recompute an organization's rollups from its raw events (one compact row per key)."""
     params = {"org": org_id}
-    cursor.execute("DELETE FROM member_day WHERE org = $org", params)
-    cursor.execute("DELETE FROM app_day WHERE org = $org", params)
+    for table in ("member_day", "activity_day", "app_day"):
+        cursor.execute(f"DELETE FROM {table} WHERE org = $org", params)
     source = "(SELECT * FROM events WHERE org = $org)"
-    cursor.execute(
-        f"INSERT INTO member_day SELECT * FROM ({_MEMBER_DAY_FROM.format(src=source)})"
-        " ORDER BY day, member",
-        params,
-    )
+    _insert_member_days(cursor, _MEMBER_DAY_FROM.format(src=source), params)
     cursor.execute(
         f"INSERT INTO app_day SELECT * FROM ({_APP_DAY_FROM.format(src=source)}) ORDER BY day, app",
         params,
@@ -237,7 +273,11 @@ def compact(cursor: duckdb.DuckDBPyConnection, org_id: str, days: Iterable[date]
     params = {"org": org_id, "days": sorted(set(days))}
     if not params["days"]:
         return
-    for table, select in (("member_day", _MEMBER_DAY_COMPACT), ("app_day", _APP_DAY_COMPACT)):
+    for table, select in (
+        ("member_day", _MEMBER_DAY_COMPACT.format(table="member_day")),
+        ("activity_day", _MEMBER_DAY_COMPACT.format(table="activity_day")),
+        ("app_day", _APP_DAY_COMPACT),
+    ):
         cursor.execute(f"CREATE OR REPLACE TEMP TABLE compacted_rows AS {select}", params)
         cursor.execute(
             f"DELETE FROM {table} WHERE org = $org AND day IN (SELECT unnest($days::DATE[]))",
@@ -308,6 +348,7 @@ def span_rows_sql(kinds: Sequence[str]) -> str:
     """The member-day rows (columns of ``member_day`` but ``org``) of ``kinds`` for the
     registered tables ``whole_days`` and ``partial_spans``, on the days ``$first .. $last``."""
     kind_list = ", ".join(f"'{k}'" for k in kinds)
+    (table,) = {table_of(k) for k in kinds}  # the kinds asked for together live in one table
     partial_source = (
         "(SELECT e.* FROM events AS e JOIN partial_spans AS p ON e.member = p.member"
         " AND e.ts >= p.from_us AND e.ts < p.to_us"
@@ -315,7 +356,7 @@ def span_rows_sql(kinds: Sequence[str]) -> str:
     )
     return f"""
     SELECT r.day, r.member, r.kind, r.k1, r.k2, r.n, r.n_accepted, r.s1, r.s2, r.s3
-      FROM member_day AS r
+      FROM {table} AS r
       JOIN whole_days AS w ON r.member = w.member AND r.day BETWEEN w.first_day AND w.last_day
      WHERE r.org = $org AND r.day BETWEEN $first AND $last AND r.kind IN ({kind_list})
     UNION ALL
