@@ -144,7 +144,9 @@ def build_directory(plan: OrgPlan, db_path: Path) -> dict[str, float]:
         for i in range(len(plan.app_ids)):
             tally.store.put_app(ORG_ID, _app(plan, i))
         timings["workspaces_apps_s"] = time.perf_counter() - started
-        directory = tally.directory.require(ORG_ID)  # read back through the service
+        # Read back from the file: the service's snapshot predates the direct store writes.
+        directory = tally.store.load_directory(ORG_ID)
+        assert directory is not None
         assert len(directory.members) == len(plan.member_ids)
         assert len(directory.departments) == len(plan.dept_ids)
         assert len(directory.apps) == len(plan.app_ids)

@@ -40,6 +40,7 @@ def settings(tmp_path: Path, clock: FixedClock) -> Settings:
         admin_token=ADMIN,
         clock=clock,
         apps_rate_limit_per_second=0,
+        rollup_refresh_seconds=0,  # tests refresh the per-department rollups when they mean to
     )
 
 
@@ -69,6 +70,12 @@ class Admin:
 
     def put(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         response = self.client.put(f"/api/v1/orgs/{path}", json=body, headers=bearer(ADMIN))
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    def get(self, path: str) -> dict[str, Any]:
+        response = self.client.get(f"/api/v1/orgs/{path}", headers=bearer(ADMIN))
         assert response.status_code == 200, response.text
         result: dict[str, Any] = response.json()
         return result

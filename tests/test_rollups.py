@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -71,9 +72,16 @@ def _event(rng: random.Random, n: int, members: list[str]) -> dict[str, Any]:
     return event
 
 
-def build_scenario(admin: Admin, seed: int, *, send: bool = True) -> list[dict[str, Any]]:
+def build_scenario(
+    admin: Admin,
+    seed: int,
+    *,
+    send: bool = True,
+    between_batches: Callable[[], None] | None = None,
+) -> list[dict[str, Any]]:
     """A random org: department moves (some in the middle of a day), events sent out of order,
-    in random batches, a tenth of them twice. Returns the events as the org holds them."""
+    in random batches, a tenth of them twice; ``between_batches`` runs after each batch.
+    Returns the events as the org holds them."""
     rng = random.Random(seed)
     tz = TIMEZONES[seed % len(TIMEZONES)]
     admin.org("acme", tz)
@@ -117,6 +125,8 @@ def build_scenario(admin: Admin, seed: int, *, send: bool = True) -> list[dict[s
         size = rng.randint(1, 150)
         admin.events("acme", sent[:size])
         sent = sent[size:]
+        if between_batches is not None:
+            between_batches()
     return events
 
 
@@ -175,17 +185,83 @@ def _environment(client: TestClient, stats_type: str, start: date, end: date) ->
     return response.json()
 
 
+def _raw_answers(client: TestClient, tally: Tally) -> dict[str, Any]:
+    tally.store.rollups = False  # type: ignore[attr-defined]
+    try:
+        return all_answers(client)
+    finally:
+        tally.store.rollups = True  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_rollups_answer_like_raw_events(
     seed: int, admin: Admin, client: TestClient, tally: Tally
 ) -> None:
     build_scenario(admin, seed)
+    assert tally.store.stale_department_days("acme")  # nothing refreshed yet: member-day path
     from_rollups = all_answers(client)
-    tally.store.rollups = False  # type: ignore[attr-defined]
-    from_raw = all_answers(client)
-    tally.store.rollups = True  # type: ignore[attr-defined]
+    assert tally.refresh_rollups() > 0
+    assert tally.store.stale_department_days("acme") == []
+    from_department_rollups = all_answers(client)
+    from_raw = _raw_answers(client, tally)
     assert from_rollups == from_raw
+    assert from_department_rollups == from_raw
     assert any(answer for answer in from_rollups.values())  # the scenario is not empty
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_department_rollups_follow_appends_and_moves(
+    seed: int, admin: Admin, client: TestClient, tally: Tally
+) -> None:
+    """Refreshes between batches, then members moved and departments re-parented after their
+    days were rolled up per department: answers stay those of the raw events, while some days
+    are stale and after a final refresh."""
+    rng = random.Random(1000 + seed)
+    refreshed: list[int] = []
+
+    def move_member() -> None:
+        member = f"m{rng.randrange(12)}"
+        admin.put(
+            f"acme/members/{member}",
+            {
+                "name": member,
+                "developer": rng.random() < 0.7,
+                "departments": rng.sample(["a1", "a2", "b1", "b"], k=rng.randint(1, 2)),
+                "effective_at": _instant(rng).isoformat(),
+            },
+        )
+
+    def reparent() -> None:
+        dept = rng.choice(["a2", "b1"])
+        parent = "b" if admin.get(f"acme/departments/{dept}")["parent"] == "a" else "a"
+        admin.put(f"acme/departments/{dept}", {"name": dept, "parent": parent})
+
+    def churn() -> None:
+        draw = rng.random()
+        if draw < 0.4:
+            refreshed.append(tally.refresh_rollups())
+        elif draw < 0.6:
+            move_member()
+        elif draw < 0.7:
+            reparent()
+
+    build_scenario(admin, seed, between_batches=churn)
+    assert sum(refreshed) > 0  # some days were rolled up per department along the way
+    assert all_answers(client) == _raw_answers(client, tally)
+    # Directory changes after every day was rolled up per department: no batch follows that
+    # would mark the days stale anyway.
+    tally.refresh_rollups()
+    move_member()
+    move_member()
+    mixed = all_answers(client)
+    assert mixed == _raw_answers(client, tally)
+    tally.refresh_rollups()
+    reparent()
+    assert all_answers(client) == _raw_answers(client, tally)
+    mixed = all_answers(client)
+    tally.refresh_rollups()
+    assert tally.store.stale_department_days("acme") == []
+    assert all_answers(client) == mixed
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -193,8 +269,12 @@ def test_rebuild_equals_incremental(
     seed: int, admin: Admin, client: TestClient, tally: Tally
 ) -> None:
     build_scenario(admin, seed)
+    tally.refresh_rollups()
     incremental = all_answers(client)
     tally.store.rebuild_rollups("acme")
+    assert tally.store.stale_department_days("acme")  # a rebuild starts the second level over
+    assert all_answers(client) == incremental
+    tally.refresh_rollups()
     assert all_answers(client) == incremental
 
 

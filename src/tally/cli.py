@@ -128,6 +128,7 @@ def import_(db_path: Path | None, org_id: str, files: tuple[Path, ...]) -> None:
             f"accepted {total.accepted}, duplicates {total.duplicates}, "
             f"rejected {len(total.rejected)}"
         )
+        _refresh(tally, org_id)
         if total.rejected:
             sys.exit(1)
 
@@ -196,6 +197,14 @@ def _json_chunks(path: Path) -> Iterator[tuple[list[DecodedItem], int]]:
     yield [], 1
 
 
+def _refresh(tally: Tally, org_id: str) -> None:
+    """Bring the per-department rollups up to date before the command returns (so a server
+    started next answers from them at once)."""
+    days = tally.refresh_rollups(org_id)
+    if days:
+        click.echo(f"refreshed the per-department rollups of {days} day(s)", err=True)
+
+
 @cli.group()
 def rollup() -> None:
     """Maintain the daily rollups the statistics APIs read."""
@@ -212,6 +221,7 @@ def rollup_rebuild(db_path: Path | None, org_ids: tuple[str, ...]) -> None:
             if org_id not in known:
                 raise click.ClickException(f'organization "{org_id}" does not exist')
             tally.store.rebuild_rollups(org_id)
+            _refresh(tally, org_id)
             click.echo(f"rebuilt the rollups of {org_id}")
 
 
@@ -251,6 +261,7 @@ def demo(
     if not tally.directory.orgs():
         click.echo(f"Building demo data into {db_path} ...")
         summary = build_demo(tally, seed=seed, members=members, days=days)
+        tally.refresh_rollups()
         click.echo(summary)
     click.echo(demo_instructions(tally))
     if no_serve:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from tally.engine.access import AccessService
 from tally.engine.directory import DirectoryService
 from tally.engine.ingest import Ingestor
+from tally.engine.refresh import refresh_all, refresh_departments
 from tally.settings import Settings
 from tally.stores import Store, open_store
 
@@ -24,6 +25,13 @@ class Tally:
         self.ingestor = Ingestor(
             self.store, self.directory, settings.clock, settings.max_future_seconds
         )
+
+    def refresh_rollups(self, org_id: str | None = None) -> int:
+        """Bring the per-department rollups of ``org_id`` (default: every org) up to date;
+        answers how many days were recomputed."""
+        if org_id is None:
+            return refresh_all(self.store, self.directory)
+        return refresh_departments(self.store, self.directory, org_id)
 
     def close(self) -> None:
         self.store.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
@@ -15,6 +17,7 @@ from tally.api.environment import EnvironmentAPI
 from tally.api.lingma import LingmaAPI
 from tally.api.openapi import build_openapi, docs_page
 from tally.api.tally import TallyAPI
+from tally.engine.refresh import Refresher
 from tally.service import Tally
 
 #: The API families, in routing order. A new vendor API is one module plus one entry here.
@@ -42,6 +45,19 @@ def create_app(tally: Tally, facades: list[type[Facade]] | None = None) -> Starl
     ]
     for facade in instances:
         routes.extend(facade.routes())
-    app = Starlette(routes=routes)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        interval = tally.settings.rollup_refresh_seconds
+        refresher = Refresher(tally.store, tally.directory, interval) if interval > 0 else None
+        if refresher is not None:
+            refresher.start()
+        try:
+            yield
+        finally:
+            if refresher is not None:
+                refresher.stop()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.tally = tally
     return app

@@ -3,12 +3,13 @@ then the day rows of the AI assistant's usage, their totals, and one page of the
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from tally.engine.memo import derived
 from tally.errors import NotFound
-from tally.model.directory import Directory, Member
+from tally.model.directory import Directory, Member, MemberVersion
 from tally.stores.base import AssistantDay, MemberSpan, Store
 from tally.timeutil import day_end, day_start, to_micros
 
@@ -71,7 +72,9 @@ def department_usage(
         ("department spans", query.department_id, query.first_day, query.last_day),
         lambda: subtree_spans(directory, query.department_id, *window),
     )
-    active = store.assistant_usage(directory.org.id, spans, query.first_day, query.last_day)
+    active = store.assistant_usage(
+        directory.org.id, spans, query.first_day, query.last_day, department=query.department_id
+    )
     offset = (query.page - 1) * query.per_page
     days = [
         DepartmentDay(usage=day, starts_at=day_start(day.day, tz), totals=totals(day))
@@ -109,22 +112,59 @@ def member_spans(
 ) -> list[MemberSpan]:
     """The spans of ``from_us .. to_us`` during which ``member`` belongs to ``subtree``.
 
+    A version counts when one of its departments lies in the subtree. Adjacent spans are
+    merged; spans never overlap.
+    """
+    spans: list[MemberSpan] = []
+    for lo, hi, version in version_intervals(member, from_us, to_us):
+        if not subtree.isdisjoint(version.departments):
+            _extend(spans, MemberSpan(member.id, lo, hi))
+    return spans
+
+
+def department_spans(directory: Directory, from_us: int, to_us: int) -> dict[str, list[MemberSpan]]:
+    """:func:`subtree_spans` of every department at once, keyed by department.
+
+    A member belongs to the subtree of each of its departments and of each department above
+    them; one pass over the members yields every subtree (what a per-department rollup needs).
+    """
+    above = derived(directory, "departments above", lambda: _departments_above(directory))
+    spans: dict[str, list[MemberSpan]] = {}
+    for member in directory.members.values():
+        for lo, hi, version in version_intervals(member, from_us, to_us):
+            roots = {r for d in version.departments for r in above.get(d, (d,))}
+            for root in roots:
+                _extend(spans.setdefault(root, []), MemberSpan(member.id, lo, hi))
+    return spans
+
+
+def version_intervals(
+    member: Member, from_us: int, to_us: int
+) -> Iterator[tuple[int, int, MemberVersion]]:
+    """Each version's time in effect, clipped to ``from_us .. to_us`` (empty ones left out).
+
     Version ``i`` is in effect from its ``effective_at`` until the next version's (the first
-    one also before its own, as ``Member.version_at`` reads it); a version counts when one of
-    its departments lies in the subtree. Adjacent spans are merged; spans never overlap.
+    one also before its own, as ``Member.version_at`` reads it).
     """
     versions = member.versions
     starts = [from_us, *(to_micros(v.effective_at) for v in versions[1:])]
     ends = [*starts[1:], to_us]
-    spans: list[MemberSpan] = []
     for version, start, end in zip(versions, starts, ends, strict=True):
         lo, hi = max(start, from_us), min(end, to_us)
-        if lo >= hi or subtree.isdisjoint(version.departments):
-            continue
-        if spans and spans[-1].to_us == lo:
-            lo = spans.pop().from_us
-        spans.append(MemberSpan(member.id, lo, hi))
-    return spans
+        if lo < hi:
+            yield lo, hi, version
+
+
+def _extend(spans: list[MemberSpan], span: MemberSpan) -> None:
+    """Append ``span``, merged with the last span when it is the same member's and adjacent."""
+    if spans and spans[-1].member == span.member and spans[-1].to_us == span.from_us:
+        span = MemberSpan(span.member, spans.pop().from_us, span.to_us)
+    spans.append(span)
+
+
+def _departments_above(directory: Directory) -> dict[str, tuple[str, ...]]:
+    """Each department with the chain of departments above it: the subtrees it lies in."""
+    return {d: (d, *directory.ancestors(d)) for d in directory.departments}
 
 
 def totals(day: AssistantDay) -> UsageTotals:

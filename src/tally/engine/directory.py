@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -25,10 +27,11 @@ from tally.model.directory import (
     Workspace,
     WorkspaceInput,
     WorkspaceMembership,
+    first_divergence,
 )
 from tally.settings import Clock
 from tally.stores.base import Store
-from tally.timeutil import is_valid_zone
+from tally.timeutil import is_valid_zone, local_day
 
 
 class DirectoryService:
@@ -50,6 +53,13 @@ class DirectoryService:
                 if snapshot is not None:
                     self._snapshots[org_id] = snapshot
         return snapshot
+
+    @contextmanager
+    def held(self, org_id: str) -> Iterator[Directory]:
+        """The organization's snapshot, with directory writes held off until the block ends
+        (for work whose result must match the directory it was computed from)."""
+        with self._lock:
+            yield self.require(org_id)
 
     def require(self, org_id: str) -> Directory:
         snapshot = self.get(org_id)
@@ -116,6 +126,9 @@ class DirectoryService:
                         field="parent",
                     )
             department = Department(id=dept_id, name=body.name, parent=body.parent)
+            current = directory.departments.get(dept_id)
+            if current is not None and current.parent != body.parent:
+                self._store.invalidate_department_days(org_id, None)  # every subtree above moves
             self._store.put_department(org_id, department)
             self._changed(org_id, departments=department)
         return department
@@ -148,9 +161,19 @@ class DirectoryService:
                 deleted_at=body.deleted_at,
                 versions=merge_version(current.versions if current else (), version),
             )
+            if current is not None:
+                self._invalidate_moves(directory, current, member)
             self._store.put_member(org_id, member)
             self._changed(org_id, members=member)
         return member
+
+    def _invalidate_moves(self, directory: Directory, old: Member, new: Member) -> None:
+        """Mark stale the days on which ``new`` is in other departments than ``old`` was
+        (before the member is stored: a crash in between leaves days stale, never wrong)."""
+        since = first_divergence(old.versions, new.versions, lambda v: frozenset(v.departments))
+        if since is not None:
+            first_day = None if since == EARLIEST else local_day(since, directory.org.timezone)
+            self._store.invalidate_department_days(directory.org.id, first_day)
 
     def put_workspace(self, org_id: str, workspace_id: str, body: WorkspaceInput) -> Workspace:
         now = self._clock()

@@ -7,7 +7,7 @@ A :class:`Directory` is an immutable snapshot of one organization that answers e
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated
@@ -68,6 +68,32 @@ class Member(msgspec.Struct, frozen=True, kw_only=True):
 
     def exists_at(self, instant: datetime) -> bool:
         return exists_at(self.created_at, self.deleted_at, instant)
+
+
+def first_divergence(
+    old: Sequence[MemberVersion],
+    new: Sequence[MemberVersion],
+    fact: Callable[[MemberVersion], object],
+) -> datetime | None:
+    """The earliest instant from which ``fact`` of the version in effect differs between two
+    histories of one member: ``EARLIEST`` when they differ from the start, ``None`` when never.
+
+    A history's first version also holds before its own ``effective_at``, so two histories
+    agree until their first versions' facts differ or one of them changes.
+    """
+    if not old or not new:
+        return None if not old and not new else EARLIEST
+    if fact(old[0]) != fact(new[0]):
+        return EARLIEST
+    changes = sorted({v.effective_at for v in (*old[1:], *new[1:])})
+    old_times = [v.effective_at for v in old]
+    new_times = [v.effective_at for v in new]
+    for instant in changes:
+        before = old[max(bisect.bisect_right(old_times, instant) - 1, 0)]
+        after = new[max(bisect.bisect_right(new_times, instant) - 1, 0)]
+        if fact(before) != fact(after):
+            return instant
+    return None
 
 
 class WorkspaceMembership(msgspec.Struct, frozen=True, kw_only=True):

@@ -106,7 +106,13 @@ class Store(ABC):
     # -- department usage ------------------------------------------------------------------
     @abstractmethod
     def assistant_usage(
-        self, org_id: str, spans: Sequence[MemberSpan], first_day: date, last_day: date
+        self,
+        org_id: str,
+        spans: Sequence[MemberSpan],
+        first_day: date,
+        last_day: date,
+        *,
+        department: str | None = None,
     ) -> list[AssistantDay]:
         """The AI assistant usage of these members during these spans, per org day.
 
@@ -115,7 +121,33 @@ class Store(ABC):
         days. Spans of one member must not overlap (an event is counted at most once). Answers
         only the days with at least one such event, ascending, each breakdown sorted by its key
         fields in code-point order.
+
+        ``department``: the spans are exactly that department's subtree spans (as
+        :meth:`refresh_department_days` receives them), so a store that keeps per-department
+        rollups may answer its fresh days from there.
         """
+
+    # The per-department rollups: optional (a store without them answers every day from the
+    # spans); the defaults say "nothing to refresh".
+    def stale_department_days(self, org_id: str) -> list[date]:
+        """The org days whose per-department rollups must be recomputed, ascending."""
+        return []
+
+    def refresh_department_days(
+        self, org_id: str, spans: Mapping[str, Sequence[MemberSpan]], days: Sequence[date]
+    ) -> None:
+        """Recompute the per-department rollups of the stale ones of ``days``.
+
+        ``spans`` holds every department's subtree spans over those days. The caller keeps the
+        directory still meanwhile; the store keeps appends out, so that a day it marks fresh
+        reflects every event stored for it.
+        """
+        return None
+
+    def invalidate_department_days(self, org_id: str, since: date | None) -> None:
+        """The directory moves members between subtrees from the org day ``since`` on (``None``:
+        on every day): mark those days stale. Called before the directory write is stored."""
+        return None
 
     # -- environment statistics ------------------------------------------------------------
     @abstractmethod

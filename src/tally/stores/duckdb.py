@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
@@ -48,7 +48,7 @@ from tally.stores.base import (
 from tally.timeutil import from_micros, to_micros
 from tally.tokens import TokenRecord
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Appends between two compactions of the rollup deltas they touched.
 COMPACT_EVERY = 200
 
@@ -136,11 +136,15 @@ class DuckDBStore(Store):
     def _migrate(self) -> None:
         """Bring a file of an older schema version up to this one (a new file: just stamp it)."""
         row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is not None and int(row[0]) < 2:  # version 2 moved the activity kinds apart
+        version = SCHEMA_VERSION if row is None else int(row[0])
+        if version < SCHEMA_VERSION:
             self._db.execute("BEGIN TRANSACTION")
-            moved = "kind IN ('any', 'workspace')"
-            self._db.execute(f"INSERT INTO activity_day SELECT * FROM member_day WHERE {moved}")
-            self._db.execute(f"DELETE FROM member_day WHERE {moved}")
+            if version < 2:  # version 2 moved the activity kinds apart
+                moved = "kind IN ('any', 'workspace')"
+                self._db.execute(f"INSERT INTO activity_day SELECT * FROM member_day WHERE {moved}")
+                self._db.execute(f"DELETE FROM member_day WHERE {moved}")
+            if version < 3:  # version 3 added the per-department rollups: all days stale
+                rollups.reset_departments(self._db, None)
             self._db.execute("COMMIT")
         self._db.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
@@ -365,6 +369,8 @@ class DuckDBStore(Store):
             # Roll up only the new events, so a duplicate never counts twice.
             fresh = events if len(new) == len(events) else [e for e in events if e.id in new]
             rollups.add(cur, org_id, fresh)
+            assistant_days = {e.day for e in fresh if e.type in rollups.ASSISTANT_KINDS}
+            rollups.mark_department_days(cur, org_id, sorted(assistant_days))
         self._touched[org_id].update(e.day for e in fresh)
         self._appends += 1
         if self._appends % COMPACT_EVERY == 0:
@@ -380,6 +386,10 @@ class DuckDBStore(Store):
                 table = table.filter(pc.is_in(table["id"], pa.array(new_ids, pa.string())))
             with _registered(cur, "new_events", table):
                 rollups.add_table(cur, "new_events")
+            assistant = table.filter(pc.is_in(table["type"], pa.array(rollups.ASSISTANT_KINDS)))
+            rollups.mark_department_days(
+                cur, org_id, sorted(pc.unique(assistant["day"]).to_pylist())
+            )
         self._touched[org_id].update(pc.unique(table["day"]).to_pylist())
         return AppendResult(frozenset(new_ids))
 
@@ -393,7 +403,32 @@ class DuckDBStore(Store):
     def rebuild_rollups(self, org_id: str) -> None:
         with self._transaction() as cur:
             rollups.rebuild(cur, org_id)
+            rollups.reset_departments(cur, org_id)
         self._touched.pop(org_id, None)
+
+    # -- the per-department rollups --------------------------------------------------------
+    def stale_department_days(self, org_id: str) -> list[date]:
+        return rollups.stale_department_days(self._cursor(), org_id, None, None)
+
+    def refresh_department_days(
+        self, org_id: str, spans: Mapping[str, Sequence[MemberSpan]], days: Sequence[date]
+    ) -> None:
+        if not days:
+            return
+        org = self.get_org(org_id)
+        assert org is not None
+        with self._transaction() as cur:  # appends wait: none can slip between read and mark
+            stale = rollups.stale_department_days(cur, org_id, min(days), max(days))
+            stale = sorted(set(stale) & set(days))
+            if not stale:
+                return
+            whole, partial = rollups.split_group_spans(spans, org.timezone, stale[0], stale[-1])
+            with _registered(cur, "whole_days", whole), _registered(cur, "partial_spans", partial):
+                rollups.refresh_departments(cur, org_id, stale)
+
+    def invalidate_department_days(self, org_id: str, since: date | None) -> None:
+        with self._transaction() as cur:
+            rollups.invalidate_departments(cur, org_id, since)
 
     def list_events(
         self,
@@ -430,17 +465,42 @@ class DuckDBStore(Store):
 
     # -- department usage ------------------------------------------------------------------
     def assistant_usage(
-        self, org_id: str, spans: Sequence[MemberSpan], first_day: date, last_day: date
+        self,
+        org_id: str,
+        spans: Sequence[MemberSpan],
+        first_day: date,
+        last_day: date,
+        *,
+        department: str | None = None,
     ) -> list[AssistantDay]:
         if not spans:
             return []
         if not self.rollups:
             return _assistant_days(self._raw_usage(org_id, spans, first_day, last_day))
         cursor = self._cursor()
-        with self._span_tables(cursor, org_id, spans, first_day, last_day):
-            rows = cursor.execute(
-                ROLLUP_USAGE_SQL, {"org": org_id, "first": first_day, "last": last_day}
-            ).fetchall()
+        params: dict[str, Any] = {"org": org_id, "first": first_day, "last": last_day, "days": None}
+        if department is None:
+            with self._span_tables(cursor, org_id, spans, first_day, last_day):
+                rows = cursor.execute(rollups.USAGE_FROM_SPANS_SQL, params).fetchall()
+            return _assistant_days(rows)
+        # Fresh days from the department's own rows; the stale ones (read once, so that no day
+        # is answered twice or missed) from the member-day rows of its spans.
+        stale = rollups.stale_department_days(cursor, org_id, first_day, last_day)
+        rows = cursor.execute(
+            rollups.USAGE_FROM_DEPARTMENT_DAY_SQL,
+            {
+                "org": org_id,
+                "department": department,
+                "first": first_day,
+                "last": last_day,
+                "stale": stale,
+            },
+        ).fetchall()
+        if stale:
+            with self._span_tables(cursor, org_id, spans, stale[0], stale[-1]):
+                params.update(first=stale[0], last=stale[-1], days=stale)
+                rows += cursor.execute(rollups.USAGE_FROM_SPANS_SQL, params).fetchall()
+            rows.sort(key=lambda r: (r[1], r[0], r[2] or "", r[3] or ""))
         return _assistant_days(rows)
 
     @contextmanager
@@ -495,6 +555,7 @@ class DuckDBStore(Store):
             )
         else:
             source = f"SELECT day, member, k1 FROM ({rollups.span_rows_sql((kind,))})"
+            params["days"] = None
         sql = (
             f"WITH active AS (SELECT DISTINCT {group} AS grp, day, member FROM ({source}))"
             + _ACTIVE_COUNTS
@@ -667,29 +728,6 @@ SELECT 3, day, language, NULL,
        sum(lines_accepted), sum(lines_changed),
        coalesce(sum(lines_accepted) FILTER (WHERE source = 'chat'), 0), 0, count(DISTINCT member)
 FROM hits WHERE type = 'code' GROUP BY day, language
-ORDER BY day, part, key1, key2
-"""
-
-
-# The same answer from the rollups: whole member-days from ``member_day``, partial ones from the
-# raw events of their pieces only (see ``duckdb_rollups.split_spans``).
-ROLLUP_USAGE_SQL = f"""
-WITH hits AS MATERIALIZED ({rollups.span_rows_sql(("completion", "chat", "code"))})
-SELECT 0 AS part, day, NULL::VARCHAR AS key1, NULL::VARCHAR AS key2,
-       count(DISTINCT member),
-       count(DISTINCT member) FILTER (WHERE kind = 'chat'),
-       count(DISTINCT member) FILTER (WHERE kind = 'completion'),
-       0, 0
-FROM hits GROUP BY day
-UNION ALL
-SELECT 1, day, k1, k2, sum(n), sum(n_accepted), sum(s1), sum(s2), count(DISTINCT member)
-FROM hits WHERE kind = 'completion' GROUP BY day, k1, k2
-UNION ALL
-SELECT 2, day, k1, k2, sum(n), sum(n_accepted), 0, 0, count(DISTINCT member)
-FROM hits WHERE kind = 'chat' GROUP BY day, k1, k2
-UNION ALL
-SELECT 3, day, k1, NULL, sum(s2), sum(s3), sum(s1), 0, count(DISTINCT member)
-FROM hits WHERE kind = 'code' GROUP BY day, k1
 ORDER BY day, part, key1, key2
 """
 

@@ -10,6 +10,14 @@ invalidates them; the engine applies the directory at query time):
 - ``app_day``: per org day, app and kind, the resource delta sums and the latest data / visit /
   edit of the day.
 
+A second level answers department usage per department subtree: ``department_day`` holds, per
+org day and department, the answer rows of the department's whole subtree (distinct members
+counted once per subtree), and ``department_days`` lists the org days with assistant events and
+whether their ``department_day`` rows are *fresh*. Those rows depend on the directory (who is in
+which department when), so they are not updated in the append's transaction: an append, or a
+directory change that moves members, marks its days stale, a refresher recomputes stale days
+(:func:`refresh_departments`), and a reader answers stale days from ``member_day`` instead.
+
 Rows are *deltas*: each append adds the aggregate of its new events (in the same transaction, so
 the rollups never disagree with the events), readers sum them, and :func:`compact` merges a day's
 deltas into one row per key. Only new events are rolled up, so duplicates never count twice;
@@ -18,7 +26,7 @@ a late event simply adds a delta to its (old) day.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -42,6 +50,14 @@ CREATE TABLE IF NOT EXISTS activity_day (
     n BIGINT NOT NULL, n_accepted BIGINT NOT NULL, s1 BIGINT NOT NULL, s2 BIGINT NOT NULL,
     s3 BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS department_day (
+    org VARCHAR NOT NULL, department VARCHAR NOT NULL, day DATE NOT NULL, part TINYINT NOT NULL,
+    key1 VARCHAR, key2 VARCHAR,
+    a BIGINT NOT NULL, b BIGINT NOT NULL, c BIGINT NOT NULL, d BIGINT NOT NULL, n BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS department_days (
+    org VARCHAR NOT NULL, day DATE NOT NULL, fresh BOOLEAN NOT NULL, PRIMARY KEY (org, day)
+);
 CREATE TABLE IF NOT EXISTS app_day (
     org VARCHAR NOT NULL, day DATE NOT NULL, app VARCHAR NOT NULL, kind VARCHAR NOT NULL,
     resource VARCHAR NOT NULL, total BIGINT NOT NULL,
@@ -55,25 +71,33 @@ CREATE TABLE IF NOT EXISTS app_day (
 #   code:       events, 0, lines_accepted of source=chat, lines_accepted, lines_changed
 #   any:        events of any type, 0, 0, 0, 0
 #   workspace:  workspace_activity events, 0, 0, 0, 0
-_MEMBER_DAY_FROM = """
-SELECT org, day, member, 'completion', ide, language, count(*),
+_MEMBER_DAY_FROM_SCOPED = """
+SELECT {scope}, day, member, 'completion', ide, language, count(*),
        count(*) FILTER (WHERE accepted), sum(lines_suggested), sum(lines_accepted), 0
-  FROM {src} WHERE type = 'completion' GROUP BY org, day, member, ide, language
+  FROM {src} WHERE type = 'completion' GROUP BY {scope}, day, member, ide, language
 UNION ALL
-SELECT org, day, member, 'chat', chat_type, ide, count(*), count(*) FILTER (WHERE accepted), 0, 0, 0
-  FROM {src} WHERE type = 'chat' GROUP BY org, day, member, chat_type, ide
+SELECT {scope}, day, member, 'chat', chat_type, ide, count(*), count(*) FILTER (WHERE accepted),
+       0, 0, 0
+  FROM {src} WHERE type = 'chat' GROUP BY {scope}, day, member, chat_type, ide
 UNION ALL
-SELECT org, day, member, 'code', language, '', count(*), 0,
+SELECT {scope}, day, member, 'code', language, '', count(*), 0,
        coalesce(sum(lines_accepted) FILTER (WHERE source = 'chat'), 0), sum(lines_accepted),
        sum(lines_changed)
-  FROM {src} WHERE type = 'code' GROUP BY org, day, member, language
+  FROM {src} WHERE type = 'code' GROUP BY {scope}, day, member, language
 UNION ALL
-SELECT org, day, member, 'any', '', '', count(*), 0, 0, 0, 0
-  FROM {src} GROUP BY org, day, member
+SELECT {scope}, day, member, 'any', '', '', count(*), 0, 0, 0, 0
+  FROM {src} GROUP BY {scope}, day, member
 UNION ALL
-SELECT org, day, member, 'workspace', workspace, '', count(*), 0, 0, 0, 0
-  FROM {src} WHERE type = 'workspace_activity' GROUP BY org, day, member, workspace
+SELECT {scope}, day, member, 'workspace', workspace, '', count(*), 0, 0, 0, 0
+  FROM {src} WHERE type = 'workspace_activity' GROUP BY {scope}, day, member, workspace
 """
+
+
+def member_day_from(src: str, scope: str = "org") -> str:
+    """The member-day rows of the events of ``src``, their first column ``scope`` (``org``, or
+    the group column of a per-department roll-up)."""
+    return _MEMBER_DAY_FROM_SCOPED.format(src=src, scope=scope)
+
 
 _APP_DAY_FROM = """
 SELECT org, day, app, 'resource', resource, sum(delta), NULL, NULL, NULL
@@ -112,7 +136,7 @@ SELECT org, day, app, kind, resource, sum(total), max(last_ts),
 def add(cursor: duckdb.DuckDBPyConnection, org_id: str, events: Iterable[StoredEvent]) -> None:
     """Roll up ``events`` (new events only) as delta rows.
 
-    The same aggregation as :data:`_MEMBER_DAY_FROM` / :data:`_APP_DAY_FROM` (which ``rebuild``
+    The same aggregation as :func:`member_day_from` / :data:`_APP_DAY_FROM` (which ``rebuild``
     runs over the events table), done in Python: for a batch of a few thousand events it costs
     a fraction of eight planned queries. ``test_rollups`` checks the two agree.
     """
@@ -171,7 +195,7 @@ def add(cursor: duckdb.DuckDBPyConnection, org_id: str, events: Iterable[StoredE
 def add_table(cursor: duckdb.DuckDBPyConnection, source: str) -> None:
     """Roll up the (new) events of the registered table ``source`` with the SQL of ``rebuild``:
     the cheaper way for a bulk import's large batches."""
-    _insert_member_days(cursor, _MEMBER_DAY_FROM.format(src=source), {})
+    _insert_member_days(cursor, member_day_from(source), {})
     cursor.execute(f"INSERT INTO app_day {_APP_DAY_FROM.format(src=source)}")
 
 
@@ -261,7 +285,7 @@ def rebuild(cursor: duckdb.DuckDBPyConnection, org_id: str) -> None:
     for table in ("member_day", "activity_day", "app_day"):
         cursor.execute(f"DELETE FROM {table} WHERE org = $org", params)
     source = "(SELECT * FROM events WHERE org = $org)"
-    _insert_member_days(cursor, _MEMBER_DAY_FROM.format(src=source), params)
+    _insert_member_days(cursor, member_day_from(source), params)
     cursor.execute(
         f"INSERT INTO app_day SELECT * FROM ({_APP_DAY_FROM.format(src=source)}) ORDER BY day, app",
         params,
@@ -344,24 +368,170 @@ def _append(columns: dict[str, list[Any]], member: str, a: Any, b: Any) -> None:
     values[2].append(b)
 
 
-def span_rows_sql(kinds: Sequence[str]) -> str:
+def split_group_spans(
+    spans: Mapping[str, Sequence[MemberSpan]], tz: str, first_day: date, last_day: date
+) -> tuple[pa.Table, pa.Table]:
+    """:func:`split_spans` of several groups at once, each row tagged with its group (``grp``)."""
+    wholes, partials = [], []
+    for group, group_spans in spans.items():
+        whole, partial = split_spans(group_spans, tz, first_day, last_day)
+        wholes.append(whole.append_column("grp", pa.array([group] * whole.num_rows, pa.string())))
+        partials.append(
+            partial.append_column("grp", pa.array([group] * partial.num_rows, pa.string()))
+        )
+    empty = split_spans((), tz, first_day, last_day)
+    return (
+        pa.concat_tables(wholes) if wholes else _with_group(empty[0]),
+        pa.concat_tables(partials) if partials else _with_group(empty[1]),
+    )
+
+
+def _with_group(table: pa.Table) -> pa.Table:
+    return table.append_column("grp", pa.array([], pa.string()))
+
+
+def span_rows_sql(kinds: Sequence[str], *, grouped: bool = False) -> str:
     """The member-day rows (columns of ``member_day`` but ``org``) of ``kinds`` for the
-    registered tables ``whole_days`` and ``partial_spans``, on the days ``$first .. $last``."""
+    registered tables ``whole_days`` and ``partial_spans``, on the days ``$first .. $last``
+    that ``$days`` lists (``NULL``: all of them).
+
+    ``grouped``: the span tables carry a ``grp`` column (:func:`split_group_spans`), and each
+    row comes out once per group, ``grp`` first.
+    """
     kind_list = ", ".join(f"'{k}'" for k in kinds)
     (table,) = {table_of(k) for k in kinds}  # the kinds asked for together live in one table
+    group = "w.grp, " if grouped else ""
     partial_source = (
-        "(SELECT e.* FROM events AS e JOIN partial_spans AS p ON e.member = p.member"
-        " AND e.ts >= p.from_us AND e.ts < p.to_us"
-        " WHERE e.org = $org AND e.day BETWEEN $first AND $last)"
+        f"(SELECT e.*{', p.grp' if grouped else ''} FROM events AS e JOIN partial_spans AS p"
+        " ON e.member = p.member AND e.ts >= p.from_us AND e.ts < p.to_us"
+        " WHERE e.org = $org AND e.day BETWEEN $first AND $last"
+        " AND ($days IS NULL OR list_contains($days, e.day)))"
     )
+    partial_rows = member_day_from(partial_source, "grp" if grouped else "org")
     return f"""
-    SELECT r.day, r.member, r.kind, r.k1, r.k2, r.n, r.n_accepted, r.s1, r.s2, r.s3
+    SELECT {group}r.day, r.member, r.kind, r.k1, r.k2, r.n, r.n_accepted, r.s1, r.s2, r.s3
       FROM {table} AS r
       JOIN whole_days AS w ON r.member = w.member AND r.day BETWEEN w.first_day AND w.last_day
      WHERE r.org = $org AND r.day BETWEEN $first AND $last AND r.kind IN ({kind_list})
+       AND ($days IS NULL OR list_contains($days, r.day))
     UNION ALL
-    SELECT day, member, kind, k1, k2, n, n_accepted, s1, s2, s3
-      FROM ({_MEMBER_DAY_FROM.format(src=partial_source)})
-           AS p(org, day, member, kind, k1, k2, n, n_accepted, s1, s2, s3)
+    SELECT {"grp, " if grouped else ""}day, member, kind, k1, k2, n, n_accepted, s1, s2, s3
+      FROM ({partial_rows})
+           AS p({"grp" if grouped else "org"}, day, member, kind, k1, k2, n, n_accepted, s1, s2, s3)
      WHERE kind IN ({kind_list})
     """
+
+
+# -- department usage: the answer rows, per day or per department and day --------------------
+
+#: The member-day kinds department usage reads.
+ASSISTANT_KINDS = ("completion", "chat", "code")
+
+
+def usage_parts_sql(by: str = "") -> str:
+    """Department usage rows of the member-day rows ``hits``, per day (and per ``by``, first).
+
+    Columns: part, day, key1, key2, then five numbers whose meaning depends on the part: 0 the
+    day's distinct members (any, chat, completion), 1 completion, 2 chatting, 3 coding.
+    """
+    lead = f"{by}, " if by else ""
+    return f"""
+    SELECT {lead}0 AS part, day, NULL::VARCHAR AS key1, NULL::VARCHAR AS key2,
+           count(DISTINCT member) AS a,
+           count(DISTINCT member) FILTER (WHERE kind = 'chat') AS b,
+           count(DISTINCT member) FILTER (WHERE kind = 'completion') AS c,
+           0 AS d, 0 AS n
+      FROM hits GROUP BY {lead}day
+    UNION ALL
+    SELECT {lead}1, day, k1, k2, sum(n), sum(n_accepted), sum(s1), sum(s2), count(DISTINCT member)
+      FROM hits WHERE kind = 'completion' GROUP BY {lead}day, k1, k2
+    UNION ALL
+    SELECT {lead}2, day, k1, k2, sum(n), sum(n_accepted), 0, 0, count(DISTINCT member)
+      FROM hits WHERE kind = 'chat' GROUP BY {lead}day, k1, k2
+    UNION ALL
+    SELECT {lead}3, day, k1, NULL, sum(s2), sum(s3), sum(s1), 0, count(DISTINCT member)
+      FROM hits WHERE kind = 'code' GROUP BY {lead}day, k1
+    """
+
+
+#: Department usage of the registered span tables (see :func:`span_rows_sql`), per day.
+USAGE_FROM_SPANS_SQL = f"""
+WITH hits AS MATERIALIZED ({span_rows_sql(ASSISTANT_KINDS)})
+{usage_parts_sql()}
+ORDER BY day, part, key1, key2
+"""
+
+#: The same rows from ``department_day`` for one department.
+USAGE_FROM_DEPARTMENT_DAY_SQL = """
+SELECT part, day, key1, key2, a, b, c, d, n FROM department_day
+ WHERE org = $org AND department = $department AND day BETWEEN $first AND $last
+   AND NOT list_contains($stale, day)
+ ORDER BY day, part, key1, key2
+"""
+
+
+def mark_department_days(cursor: duckdb.DuckDBPyConnection, org_id: str, days: list[date]) -> None:
+    """Days that received assistant events: their per-department rows are stale now."""
+    if days:
+        cursor.execute(
+            "INSERT OR REPLACE INTO department_days SELECT $org, unnest($days::DATE[]), false",
+            {"org": org_id, "days": days},
+        )
+
+
+def invalidate_departments(
+    cursor: duckdb.DuckDBPyConnection, org_id: str, since: date | None
+) -> None:
+    """The directory changed who is in which subtree from ``since`` on (``None``: always)."""
+    cursor.execute(
+        "UPDATE department_days SET fresh = false"
+        " WHERE org = $org AND fresh AND ($since IS NULL OR day >= $since)",
+        {"org": org_id, "since": since},
+    )
+
+
+def stale_department_days(
+    cursor: duckdb.DuckDBPyConnection, org_id: str, first: date | None, last: date | None
+) -> list[date]:
+    rows = cursor.execute(
+        "SELECT day FROM department_days WHERE org = $org AND NOT fresh"
+        " AND ($first IS NULL OR day >= $first) AND ($last IS NULL OR day <= $last) ORDER BY day",
+        {"org": org_id, "first": first, "last": last},
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def refresh_departments(cursor: duckdb.DuckDBPyConnection, org_id: str, days: list[date]) -> None:
+    """Recompute ``department_day`` on ``days`` from the registered grouped span tables (one
+    group per department: its subtree's spans) and mark those days fresh."""
+    params = {"org": org_id, "first": days[0], "last": days[-1], "days": days}
+    cursor.execute(
+        "DELETE FROM department_day WHERE org = $org AND day BETWEEN $first AND $last"
+        " AND list_contains($days, day)",
+        params,
+    )
+    cursor.execute(
+        f"""
+        INSERT INTO department_day (org, department, part, day, key1, key2, a, b, c, d, n)
+        WITH hits AS MATERIALIZED ({span_rows_sql(ASSISTANT_KINDS, grouped=True)})
+        SELECT $org, * FROM ({usage_parts_sql("grp")}) ORDER BY grp, day, part
+        """,
+        params,
+    )
+    cursor.execute(
+        "UPDATE department_days SET fresh = true WHERE org = $org AND list_contains($days, day)",
+        {"org": org_id, "days": days},
+    )
+
+
+def reset_departments(cursor: duckdb.DuckDBPyConnection, org_id: str | None) -> None:
+    """Forget the per-department rows (of ``org_id``; ``None``: all): every day with assistant
+    events is stale until refreshed."""
+    params = {"org": org_id}
+    where = "WHERE ($org IS NULL OR org = $org)"
+    cursor.execute(f"DELETE FROM department_day {where}", params)
+    cursor.execute(f"DELETE FROM department_days {where}", params)
+    cursor.execute(
+        f"INSERT INTO department_days SELECT DISTINCT org, day, false FROM member_day {where}",
+        params,
+    )
