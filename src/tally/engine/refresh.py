@@ -15,13 +15,15 @@ from datetime import date
 
 from tally.engine.department_usage import department_spans
 from tally.engine.directory import DirectoryService
+from tally.engine.memo import derived
 from tally.stores.base import Store
 from tally.timeutil import day_end, day_start, to_micros
 
 log = logging.getLogger(__name__)
 
-#: Days recomputed per store transaction: bounds how long appends wait for one step.
-CHUNK_DAYS = 7
+#: Days recomputed per store transaction: bounds how long appends wait for one step, and
+#: spreads the cost of listing every subtree's members over a month of days.
+CHUNK_DAYS = 31
 
 
 def refresh_departments(store: Store, directories: DirectoryService, org_id: str) -> int:
@@ -33,7 +35,12 @@ def refresh_departments(store: Store, directories: DirectoryService, org_id: str
         with directories.held(org_id) as directory:
             tz = directory.org.timezone
             window = (to_micros(day_start(chunk[0], tz)), to_micros(day_end(chunk[-1], tz)))
-            store.refresh_department_days(org_id, department_spans(directory, *window), chunk)
+            spans = derived(  # kept with the snapshot: a busy day is refreshed again and again
+                directory,
+                ("every department's spans", *window),
+                lambda: department_spans(directory, *window),  # noqa: B023  (called at once)
+            )
+            store.refresh_department_days(org_id, spans, chunk)
         done += len(chunk)
     return done
 

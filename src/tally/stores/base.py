@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+import msgspec
 import pyarrow as pa
 
 from tally.model.directory import App, Department, Directory, Member, Organization, Workspace
@@ -182,8 +183,7 @@ class Store(ABC):
 # -- member spans: who counts, and when (department usage, environment statistics) ---------
 
 
-@dataclass(frozen=True)
-class MemberSpan:
+class MemberSpan(msgspec.Struct, frozen=True):
     """A member, and the instants (epoch µs, ``from_us <= ts < to_us``) its events count."""
 
     member: str
@@ -194,8 +194,7 @@ class MemberSpan:
 # -- department usage: the records of ``Store.assistant_usage`` ---------------------------
 
 
-@dataclass(frozen=True)
-class CompletionUsage:
+class CompletionUsage(msgspec.Struct, frozen=True):
     """One (``ide``, ``language``) of a day's ``completion`` events."""
 
     ide: str
@@ -207,8 +206,7 @@ class CompletionUsage:
     active_developers: int
 
 
-@dataclass(frozen=True)
-class ChatUsage:
+class ChatUsage(msgspec.Struct, frozen=True):
     """One (``chat_type``, ``ide``) of a day's ``chat`` events."""
 
     chat_type: str
@@ -218,8 +216,7 @@ class ChatUsage:
     active_developers: int
 
 
-@dataclass(frozen=True)
-class CodingUsage:
+class CodingUsage(msgspec.Struct, frozen=True):
     """One ``language`` of a day's ``code`` events (``lines_accepted_chat``: of ``source=chat``)."""
 
     language: str
@@ -229,8 +226,7 @@ class CodingUsage:
     active_developers: int
 
 
-@dataclass(frozen=True)
-class AssistantDay:
+class AssistantDay(msgspec.Struct, frozen=True):
     """A day's assistant usage: distinct members per event type, and the three breakdowns."""
 
     day: date

@@ -338,6 +338,9 @@ def split_spans(
         lo, hi = max(span.from_us, window_from), min(span.to_us, window_to)
         if lo >= hi:
             continue
+        if lo == window_from and hi == window_to:  # the common case: the whole window
+            _append(whole, span.member, first_day, last_day)
+            continue
         first = first_day if lo == window_from else _first_whole_day(lo, tz)
         last = last_day if hi == window_to else local_day(from_micros(hi), tz) - timedelta(days=1)
         if first > last:
@@ -461,12 +464,19 @@ WITH hits AS MATERIALIZED ({span_rows_sql(ASSISTANT_KINDS)})
 ORDER BY day, part, key1, key2
 """
 
-#: The same rows from ``department_day`` for one department.
+#: The same rows from ``department_day`` for one department's fresh days, then one row of part
+#: -1 per stale day of the window (those must be answered from the spans).
 USAGE_FROM_DEPARTMENT_DAY_SQL = """
+WITH stale AS (
+    SELECT day FROM department_days
+     WHERE org = $org AND NOT fresh AND day BETWEEN $first AND $last
+)
 SELECT part, day, key1, key2, a, b, c, d, n FROM department_day
  WHERE org = $org AND department = $department AND day BETWEEN $first AND $last
-   AND NOT list_contains($stale, day)
- ORDER BY day, part, key1, key2
+   AND day NOT IN (SELECT day FROM stale)
+UNION ALL
+SELECT -1, day, NULL, NULL, 0, 0, 0, 0, 0 FROM stale
+ORDER BY part = -1, day, part, key1, key2
 """
 
 
