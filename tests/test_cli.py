@@ -119,11 +119,12 @@ def test_import_parquet(db: Path, tmp_path: Path) -> None:
         ("p1", "2026-02-01", 2),
         ("p2", "2026-02-01", None),
     ]
-    # The import leaves the per-department rollups of its days fresh: p1's day was rolled up.
-    assert "refreshed the per-department rollups of 1 day(s)" in result.stderr
+    # The import leaves the second-level rollups of its day fresh (p1 is an assistant event).
+    assert "refreshed the second-level rollups of 2 stale day(s)" in result.stderr
     with duckdb.connect(str(db), read_only=True) as raw:
-        states = raw.execute("SELECT org, day::VARCHAR, fresh FROM department_days").fetchall()
-    assert states == [("acme", "2026-02-01", True)]
+        for table in ("department_days", "activity_days"):
+            states = raw.execute(f"SELECT org, day::VARCHAR, fresh FROM {table}").fetchall()
+            assert states == [("acme", "2026-02-01", True)]
 
 
 def test_import_json_array(db: Path, tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """A file written by an older schema opens with the same answers (schema 1 kept the activity
-kinds inside member_day; schema 2 had no per-department rollups)."""
+kinds inside member_day; schema 2 had no per-department rollups, schema 3 no activity
+counts)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tests.conftest import Admin
 from tests.test_rollups import all_answers, build_scenario
 
 
-@pytest.mark.parametrize("old_version", [1, 2])
+@pytest.mark.parametrize("old_version", [1, 2, 3])
 def test_older_file_migrates_with_the_same_answers(
     settings: Settings, admin: Admin, client: TestClient, tally: Tally, old_version: int
 ) -> None:
@@ -23,8 +24,12 @@ def test_older_file_migrates_with_the_same_answers(
     tally.close()
     raw = duckdb.connect(str(settings.db_path))  # make it look like a file of old_version
     assistant_days = raw.execute("SELECT DISTINCT day FROM member_day ORDER BY day").fetchall()
-    raw.execute("DROP TABLE department_day")
-    raw.execute("DROP TABLE department_days")
+    event_days = raw.execute("SELECT DISTINCT day FROM events ORDER BY day").fetchall()
+    raw.execute("DROP TABLE activity_count")
+    raw.execute("DROP TABLE activity_days")
+    if old_version < 3:
+        raw.execute("DROP TABLE department_day")
+        raw.execute("DROP TABLE department_days")
     if old_version == 1:
         raw.execute("INSERT INTO member_day SELECT * FROM activity_day")
         raw.execute("DELETE FROM activity_day")
@@ -32,17 +37,21 @@ def test_older_file_migrates_with_the_same_answers(
     raw.close()
     with Tally(settings) as reopened:
         # Every day with assistant events waits for a refresh; answers are the same meanwhile.
-        stale = reopened.store.stale_department_days("acme")
-        assert [(day,) for day in stale] == assistant_days
+        if old_version < 3:
+            stale = reopened.store.stale_department_days("acme")
+            assert [(day,) for day in stale] == assistant_days
+        stale = reopened.store.stale_activity_days("acme")
+        assert [(day,) for day in stale] == event_days
         reopened.access.bootstrap_admin(settings.admin_token)
         with TestClient(create_app(reopened)) as again:
             assert all_answers(again) == before
             reopened.refresh_rollups()
             assert reopened.store.stale_department_days("acme") == []
+            assert reopened.store.stale_activity_days("acme") == []
             assert all_answers(again) == before
     raw = duckdb.connect(str(settings.db_path), read_only=True)
     kinds = raw.execute("SELECT DISTINCT kind FROM member_day ORDER BY kind").fetchall()
     version = raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     raw.close()
     assert kinds == [("chat",), ("code",), ("completion",)]
-    assert version == ("3",)
+    assert version == ("4",)

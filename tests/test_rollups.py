@@ -159,6 +159,7 @@ def all_answers(client: TestClient) -> dict[str, Any]:
     windows = [
         (FIRST, FIRST + timedelta(days=DAYS - 1)),
         (FIRST + timedelta(days=3), FIRST + timedelta(days=4)),
+        (date(2026, 1, 20), date(2026, 3, 10)),  # all of February, parts of January and March
     ]
     for start, end in windows:
         for dept in DEPARTMENTS:
@@ -199,9 +200,11 @@ def test_rollups_answer_like_raw_events(
 ) -> None:
     build_scenario(admin, seed)
     assert tally.store.stale_department_days("acme")  # nothing refreshed yet: member-day path
+    assert tally.store.stale_activity_days("acme")
     from_rollups = all_answers(client)
     assert tally.refresh_rollups() > 0
     assert tally.store.stale_department_days("acme") == []
+    assert tally.store.stale_activity_days("acme") == []
     from_department_rollups = all_answers(client)
     from_raw = _raw_answers(client, tally)
     assert from_rollups == from_raw
@@ -261,6 +264,7 @@ def test_department_rollups_follow_appends_and_moves(
     mixed = all_answers(client)
     tally.refresh_rollups()
     assert tally.store.stale_department_days("acme") == []
+    assert tally.store.stale_activity_days("acme") == []
     assert all_answers(client) == mixed
 
 
@@ -273,6 +277,7 @@ def test_rebuild_equals_incremental(
     incremental = all_answers(client)
     tally.store.rebuild_rollups("acme")
     assert tally.store.stale_department_days("acme")  # a rebuild starts the second level over
+    assert tally.store.stale_activity_days("acme")
     assert all_answers(client) == incremental
     tally.refresh_rollups()
     assert all_answers(client) == incremental

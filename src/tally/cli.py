@@ -198,11 +198,11 @@ def _json_chunks(path: Path) -> Iterator[tuple[list[DecodedItem], int]]:
 
 
 def _refresh(tally: Tally, org_id: str) -> None:
-    """Bring the per-department rollups up to date before the command returns (so a server
-    started next answers from them at once)."""
+    """Bring the second-level rollups (per department, activity counts) up to date before the
+    command returns, so that a server started next answers from them at once."""
     days = tally.refresh_rollups(org_id)
     if days:
-        click.echo(f"refreshed the per-department rollups of {days} day(s)", err=True)
+        click.echo(f"refreshed the second-level rollups of {days} stale day(s)", err=True)
 
 
 @cli.group()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tally.engine.access import AccessService
 from tally.engine.directory import DirectoryService
 from tally.engine.ingest import Ingestor
-from tally.engine.refresh import refresh_all, refresh_departments
+from tally.engine.refresh import refresh_all, refresh_org
 from tally.settings import Settings
 from tally.stores import Store, open_store
 
@@ -27,11 +27,11 @@ class Tally:
         )
 
     def refresh_rollups(self, org_id: str | None = None) -> int:
-        """Bring the per-department rollups of ``org_id`` (default: every org) up to date;
-        answers how many days were recomputed."""
+        """Bring the second-level rollups of ``org_id`` (default: every org) up to date;
+        answers how many stale days were recomputed."""
         if org_id is None:
             return refresh_all(self.store, self.directory)
-        return refresh_departments(self.store, self.directory, org_id)
+        return refresh_org(self.store, self.directory, org_id)
 
     def close(self) -> None:
         self.store.close()

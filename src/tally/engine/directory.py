@@ -7,7 +7,7 @@ import dataclasses
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from tally.errors import BadRequest, Conflict, NotFound
@@ -168,12 +168,16 @@ class DirectoryService:
         return member
 
     def _invalidate_moves(self, directory: Directory, old: Member, new: Member) -> None:
-        """Mark stale the days on which ``new`` is in other departments than ``old`` was
-        (before the member is stored: a crash in between leaves days stale, never wrong)."""
-        since = first_divergence(old.versions, new.versions, lambda v: frozenset(v.departments))
-        if since is not None:
-            first_day = None if since == EARLIEST else local_day(since, directory.org.timezone)
-            self._store.invalidate_department_days(directory.org.id, first_day)
+        """Mark stale the days on which ``new`` is in other departments, or a developer or not,
+        unlike ``old`` (before the member is stored: a crash in between leaves days stale,
+        never wrong)."""
+        org, tz = directory.org.id, directory.org.timezone
+        moved = first_divergence(old.versions, new.versions, lambda v: frozenset(v.departments))
+        if moved is not None:
+            self._store.invalidate_department_days(org, _first_day(moved, tz))
+        developer = first_divergence(old.versions, new.versions, lambda v: v.developer)
+        if developer is not None:
+            self._store.invalidate_activity_days(org, _first_day(developer, tz))
 
     def put_workspace(self, org_id: str, workspace_id: str, body: WorkspaceInput) -> Workspace:
         now = self._clock()
@@ -249,6 +253,11 @@ def merge_version(
             return versions
     kept = [v for v in versions if v.effective_at != new.effective_at]
     return tuple(sorted([*kept, new], key=lambda v: v.effective_at))
+
+
+def _first_day(since: datetime, tz: str) -> date | None:
+    """The org day of ``since``; ``None`` for ``EARLIEST`` (changed from the start)."""
+    return None if since == EARLIEST else local_day(since, tz)
 
 
 def _check_order(start: datetime, end: datetime | None, start_name: str, end_name: str) -> None:

@@ -179,6 +179,7 @@ class OrgWindow:
             event_types=(WORKSPACE_ACTIVITY,) if developers or per_workspace else None,
             during=spans,
             per_workspace=per_workspace,
+            cohort="developers" if developers else None,
         )
 
 
@@ -198,9 +199,13 @@ def _developer_periods(member: Member) -> Iterator[tuple[datetime | None, dateti
 
 def _developer_spans(window: OrgWindow) -> list[MemberSpan]:
     """When, inside the window, each member is a developer."""
-    start_us, end_us = to_micros(window.start), to_micros(window.end)
+    return developer_spans(window.directory, to_micros(window.start), to_micros(window.end))
+
+
+def developer_spans(directory: Directory, start_us: int, end_us: int) -> list[MemberSpan]:
+    """When, between ``start_us`` and ``end_us``, each member is a developer."""
     spans = []
-    for member in window.directory.members.values():
+    for member in directory.members.values():
         for since, until in _developer_periods(member):
             low = start_us if since is None else max(start_us, to_micros(since))
             high = end_us if until is None else min(end_us, to_micros(until))

@@ -1,5 +1,6 @@
-"""Keeping the per-department rollups fresh: recompute the days that appends or directory
-moves made stale, from the member-day rollups and the directory, a month of days at a time.
+"""Keeping the second-level rollups fresh (the per-department rows, the activity counts):
+recompute the days that appends or directory changes made stale, from the member-day rollups
+and the directory, about a month of days at a time.
 
 Readers never wait for this: a stale day is answered from the member-day rollups (slower,
 same answer). The server runs :class:`Refresher` in the background; ``tally import`` and
@@ -12,9 +13,11 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import date
+from itertools import groupby
 
 from tally.engine.department_usage import department_spans
 from tally.engine.directory import DirectoryService
+from tally.engine.environment_stats import developer_spans
 from tally.engine.memo import derived
 from tally.stores.base import Store
 from tally.timeutil import day_end, day_start, to_micros
@@ -45,9 +48,42 @@ def refresh_departments(store: Store, directories: DirectoryService, org_id: str
     return done
 
 
+def refresh_activity(store: Store, directories: DirectoryService, org_id: str) -> int:
+    """Recompute the organization's stale activity days (and their months); answers how many
+    days there were."""
+    done = 0
+    for month in _months(store.stale_activity_days(org_id)):
+        with directories.held(org_id) as directory:  # see refresh_departments
+            tz = directory.org.timezone
+            first = month[0].replace(day=1)
+            last = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+            window = (to_micros(day_start(first, tz)), to_micros(day_start(last, tz)))
+            spans = derived(
+                directory,
+                ("developer spans", *window),
+                lambda: developer_spans(directory, *window),  # noqa: B023  (called at once)
+            )
+            store.refresh_activity_days(org_id, spans, month)
+        done += len(month)
+    return done
+
+
+def refresh_org(store: Store, directories: DirectoryService, org_id: str) -> int:
+    """Every second-level rollup of the organization; answers the stale days recomputed."""
+    return refresh_departments(store, directories, org_id) + refresh_activity(
+        store, directories, org_id
+    )
+
+
 def refresh_all(store: Store, directories: DirectoryService) -> int:
-    """:func:`refresh_departments` of every organization."""
-    return sum(refresh_departments(store, directories, org.id) for org in directories.orgs())
+    """:func:`refresh_org` of every organization."""
+    return sum(refresh_org(store, directories, org.id) for org in directories.orgs())
+
+
+def _months(days: Sequence[date]) -> Iterator[list[date]]:
+    """Ascending ``days`` by calendar month."""
+    for _, month in groupby(days, key=lambda d: (d.year, d.month)):
+        yield list(month)
 
 
 def _chunks(days: Sequence[date], span: int) -> Iterator[list[date]]:

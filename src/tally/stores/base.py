@@ -161,6 +161,7 @@ class Store(ABC):
         event_types: Sequence[str] | None = None,
         during: Sequence[MemberSpan] | None = None,
         per_workspace: bool = False,
+        cohort: str | None = None,
     ) -> ActiveMembers:
         """Distinct members with an event on the org days ``first_day..last_day`` (inclusive),
         per day and per calendar month of those days.
@@ -168,7 +169,28 @@ class Store(ABC):
         ``event_types`` keeps only events of those types (``None``: every type); ``during``
         keeps only events that fall inside one of their member's spans (``None``: no such
         filter); ``per_workspace`` counts each workspace of ``workspace_activity`` events apart.
+        ``cohort="developers"``: ``during`` holds exactly the members' developer periods (as
+        :meth:`refresh_activity_days` receives them), so a store that keeps per-day counts may
+        answer from them.
         """
+
+    # The activity counts: optional, like the per-department rollups.
+    def stale_activity_days(self, org_id: str) -> list[date]:
+        """The org days whose activity counts must be recomputed, ascending."""
+        return []
+
+    def refresh_activity_days(
+        self, org_id: str, developer_spans: Sequence[MemberSpan], days: Sequence[date]
+    ) -> None:
+        """Recompute the activity counts of the stale ones of ``days`` (all in one calendar
+        month) and of their month; ``developer_spans`` cover that whole month. The caller keeps
+        the directory still meanwhile."""
+        return None
+
+    def invalidate_activity_days(self, org_id: str, since: date | None) -> None:
+        """The directory changes who is a developer from the org day ``since`` on (``None``: on
+        every day): mark those days stale. Called before the directory write is stored."""
+        return None
 
     # -- app usage -------------------------------------------------------------------------
     @abstractmethod

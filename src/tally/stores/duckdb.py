@@ -33,6 +33,7 @@ from tally.model.directory import (
 )
 from tally.model.events import RESOURCES, STORED_COLUMNS, StoredEvent
 from tally.model.events import STORED_SCHEMA as EVENT_SCHEMA
+from tally.stores import duckdb_activity as activity
 from tally.stores import duckdb_rollups as rollups
 from tally.stores.base import (
     ActiveMembers,
@@ -45,10 +46,11 @@ from tally.stores.base import (
     MemberSpan,
     Store,
 )
+from tally.timeutil import days as days_between
 from tally.timeutil import from_micros, to_micros
 from tally.tokens import TokenRecord
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Appends between two compactions of the rollup deltas they touched.
 COMPACT_EVERY = 200
 
@@ -127,6 +129,7 @@ class DuckDBStore(Store):
         self._write_lock = threading.Lock()
         self._db.execute(SCHEMA)
         self._db.execute(rollups.SCHEMA)
+        self._db.execute(activity.SCHEMA)
         #: Answer the statistics from the rollups (``False``: from the raw events, the oracle).
         self.rollups = True
         self._touched: dict[str, set[date]] = defaultdict(set)
@@ -145,6 +148,8 @@ class DuckDBStore(Store):
                 self._db.execute(f"DELETE FROM member_day WHERE {moved}")
             if version < 3:  # version 3 added the per-department rollups: all days stale
                 rollups.reset_departments(self._db, None)
+            if version < 4:  # version 4 added the activity counts: all days stale
+                activity.reset(self._db, None)
             self._db.execute("COMMIT")
         self._db.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
@@ -370,7 +375,8 @@ class DuckDBStore(Store):
             fresh = events if len(new) == len(events) else [e for e in events if e.id in new]
             rollups.add(cur, org_id, fresh)
             assistant_days = {e.day for e in fresh if e.type in rollups.ASSISTANT_KINDS}
-            rollups.mark_department_days(cur, org_id, sorted(assistant_days))
+            rollups.mark_stale(cur, "department_days", org_id, sorted(assistant_days))
+            rollups.mark_stale(cur, "activity_days", org_id, sorted({e.day for e in fresh}))
         self._touched[org_id].update(e.day for e in fresh)
         self._appends += 1
         if self._appends % COMPACT_EVERY == 0:
@@ -387,8 +393,11 @@ class DuckDBStore(Store):
             with _registered(cur, "new_events", table):
                 rollups.add_table(cur, "new_events")
             assistant = table.filter(pc.is_in(table["type"], pa.array(rollups.ASSISTANT_KINDS)))
-            rollups.mark_department_days(
-                cur, org_id, sorted(pc.unique(assistant["day"]).to_pylist())
+            rollups.mark_stale(
+                cur, "department_days", org_id, sorted(pc.unique(assistant["day"]).to_pylist())
+            )
+            rollups.mark_stale(
+                cur, "activity_days", org_id, sorted(pc.unique(table["day"]).to_pylist())
             )
         self._touched[org_id].update(pc.unique(table["day"]).to_pylist())
         return AppendResult(frozenset(new_ids))
@@ -404,11 +413,12 @@ class DuckDBStore(Store):
         with self._transaction() as cur:
             rollups.rebuild(cur, org_id)
             rollups.reset_departments(cur, org_id)
+            activity.reset(cur, org_id)
         self._touched.pop(org_id, None)
 
     # -- the per-department rollups --------------------------------------------------------
     def stale_department_days(self, org_id: str) -> list[date]:
-        return rollups.stale_department_days(self._cursor(), org_id, None, None)
+        return rollups.stale_days(self._cursor(), "department_days", org_id, None, None)
 
     def refresh_department_days(
         self, org_id: str, spans: Mapping[str, Sequence[MemberSpan]], days: Sequence[date]
@@ -418,7 +428,7 @@ class DuckDBStore(Store):
         org = self.get_org(org_id)
         assert org is not None
         with self._transaction() as cur:  # appends wait: none can slip between read and mark
-            stale = rollups.stale_department_days(cur, org_id, min(days), max(days))
+            stale = rollups.stale_days(cur, "department_days", org_id, min(days), max(days))
             stale = sorted(set(stale) & set(days))
             if not stale:
                 return
@@ -428,7 +438,34 @@ class DuckDBStore(Store):
 
     def invalidate_department_days(self, org_id: str, since: date | None) -> None:
         with self._transaction() as cur:
-            rollups.invalidate_departments(cur, org_id, since)
+            rollups.invalidate(cur, "department_days", org_id, since)
+
+    # -- the activity counts ---------------------------------------------------------------
+    def stale_activity_days(self, org_id: str) -> list[date]:
+        return rollups.stale_days(self._cursor(), "activity_days", org_id, None, None)
+
+    def refresh_activity_days(
+        self, org_id: str, developer_spans: Sequence[MemberSpan], days: Sequence[date]
+    ) -> None:
+        if not days:
+            return
+        org = self.get_org(org_id)
+        assert org is not None
+        first = activity.month_start(min(days))
+        last = activity.month_last(first)
+        assert max(days) <= last, "one calendar month at a time"
+        with self._transaction() as cur:  # appends wait: none can slip between read and mark
+            stale = rollups.stale_days(cur, "activity_days", org_id, first, last)
+            stale = sorted(set(stale) & set(days))
+            if not stale:
+                return
+            whole, partial = rollups.split_spans(developer_spans, org.timezone, first, last)
+            with _registered(cur, "whole_days", whole), _registered(cur, "partial_spans", partial):
+                activity.refresh_month(cur, org_id, first, stale)
+
+    def invalidate_activity_days(self, org_id: str, since: date | None) -> None:
+        with self._transaction() as cur:
+            rollups.invalidate(cur, "activity_days", org_id, since)
 
     def list_events(
         self,
@@ -537,28 +574,93 @@ class DuckDBStore(Store):
         event_types: Sequence[str] | None = None,
         during: Sequence[MemberSpan] | None = None,
         per_workspace: bool = False,
+        cohort: str | None = None,
     ) -> ActiveMembers:
         kind = _ACTIVITY_KINDS.get(tuple(event_types) if event_types is not None else None)
         if not self.rollups or kind is None or (per_workspace and kind != "workspace"):
             return self._raw_active_members(
                 org_id, first_day, last_day, event_types, during, per_workspace
             )
-        params: dict[str, Any] = {"org": org_id, "first": first_day, "last": last_day}
-        group = "k1" if per_workspace else "''"
-        if during is None:
-            source = (
-                "SELECT day, member, k1 FROM activity_day WHERE org = $org"
-                f" AND day BETWEEN $first AND $last AND kind = '{kind}'"
+        stat = _stat_of(kind, per_workspace, during, cohort)
+        if stat is None:
+            return self._counted(org_id, first_day, last_day, kind, during, per_workspace, None)
+        return self._precounted(org_id, first_day, last_day, stat, kind, during, per_workspace)
+
+    def _precounted(
+        self,
+        org_id: str,
+        first_day: date,
+        last_day: date,
+        stat: str,
+        kind: str,
+        during: Sequence[MemberSpan] | None,
+        per_workspace: bool,
+    ) -> ActiveMembers:
+        """From ``activity_count``: fresh days, and whole months all of whose days are fresh;
+        the window's other days (its partial months, months with a stale day) are counted from
+        the member-day rows."""
+        month_first = activity.month_start(first_day)
+        rows = (
+            self._cursor()
+            .execute(
+                activity.READ_SQL,
+                {
+                    "org": org_id,
+                    "stat": stat,
+                    "month_first": month_first,
+                    "last": last_day,
+                    "month_last": activity.month_last(last_day),
+                },
             )
-        else:
-            source = f"SELECT day, member, k1 FROM ({rollups.span_rows_sql((kind,))})"
-            params["days"] = None
-        sql = (
-            f"WITH active AS (SELECT DISTINCT {group} AS grp, day, member FROM ({source}))"
-            + _ACTIVE_COUNTS
+            .fetchall()
         )
+        stale = {start for _, start, month, _ in rows if month is None}
+        counted = [
+            d
+            for d in days_between(first_day, last_day)
+            if not (
+                first_day <= activity.month_start(d)
+                and activity.month_last(d) <= last_day
+                and not any(s.year == d.year and s.month == d.month for s in stale)
+            )
+        ]
+        per_day: dict[tuple[str, date], int] = {}
+        per_month: dict[tuple[str, int, int], int] = {}
+        edge = set(counted)
+        edge_months = {(d.year, d.month) for d in counted}
+        for grp, start, month, n in rows:
+            if month is None:
+                continue
+            if month and (start.year, start.month) not in edge_months:
+                per_month[grp, start.year, start.month] = n
+            elif not month and first_day <= start <= last_day and start not in edge:
+                per_day[grp, start] = n
+        for run in _runs(counted):  # each run: whole months, or a window's partial month
+            rest = self._counted(org_id, run[0], run[-1], kind, during, per_workspace, None)
+            per_day.update(rest.per_day)
+            per_month.update(rest.per_month)
+        return ActiveMembers(per_day=per_day, per_month=per_month)
+
+    def _counted(
+        self,
+        org_id: str,
+        first_day: date,
+        last_day: date,
+        kind: str,
+        during: Sequence[MemberSpan] | None,
+        per_workspace: bool,
+        days: list[date] | None,
+    ) -> ActiveMembers:
+        """Distinct members from the member-day rows of ``kind`` (on ``days`` only, if given)."""
+        params: dict[str, Any] = {"org": org_id, "first": first_day, "last": last_day, "days": days}
+        active = activity.active_rows_sql(
+            kind, per_workspace=per_workspace, during=during is not None
+        )
+        sql = f"WITH active AS ({active}) {activity.COUNTS_SQL}"
         cursor = self._cursor()
-        with self._span_tables(cursor, org_id, during or (), first_day, last_day):
+        if during is None:
+            return _active_members(cursor.execute(sql, params).fetchall())
+        with self._span_tables(cursor, org_id, during, first_day, last_day):
             rows = cursor.execute(sql, params).fetchall()
         return _active_members(rows)
 
@@ -765,6 +867,28 @@ _ACTIVE_COUNTS = (
     " SELECT grp, day, year(day), month(day), count(DISTINCT member), grouping(day)"
     " FROM active GROUP BY GROUPING SETS ((grp, day), (grp, year(day), month(day)))"
 )
+
+
+def _runs(days: list[date]) -> list[list[date]]:
+    """Ascending ``days`` cut into runs of consecutive days."""
+    runs: list[list[date]] = []
+    for day in days:
+        if runs and (day - runs[-1][-1]).days == 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs
+
+
+def _stat_of(
+    kind: str, per_workspace: bool, during: Sequence[MemberSpan] | None, cohort: str | None
+) -> str | None:
+    """Which precomputed stat of ``activity_count`` answers the question, if one does."""
+    if during is None:
+        return "workspace" if per_workspace else "users" if kind == "any" else None
+    if cohort == "developers" and kind == "workspace" and not per_workspace:
+        return "developers"
+    return None
 
 
 def _active_members(rows: list[tuple[Any, ...]]) -> ActiveMembers:

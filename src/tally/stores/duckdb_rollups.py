@@ -32,6 +32,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tally.model.events import StoredEvent
 from tally.stores.base import MemberSpan
@@ -71,32 +72,37 @@ CREATE TABLE IF NOT EXISTS app_day (
 #   code:       events, 0, lines_accepted of source=chat, lines_accepted, lines_changed
 #   any:        events of any type, 0, 0, 0, 0
 #   workspace:  workspace_activity events, 0, 0, 0, 0
-_MEMBER_DAY_FROM_SCOPED = """
+_MEMBER_DAY_FROM_KIND = {
+    "completion": """
 SELECT {scope}, day, member, 'completion', ide, language, count(*),
        count(*) FILTER (WHERE accepted), sum(lines_suggested), sum(lines_accepted), 0
-  FROM {src} WHERE type = 'completion' GROUP BY {scope}, day, member, ide, language
-UNION ALL
+  FROM {src} WHERE type = 'completion' GROUP BY {scope}, day, member, ide, language""",
+    "chat": """
 SELECT {scope}, day, member, 'chat', chat_type, ide, count(*), count(*) FILTER (WHERE accepted),
        0, 0, 0
-  FROM {src} WHERE type = 'chat' GROUP BY {scope}, day, member, chat_type, ide
-UNION ALL
+  FROM {src} WHERE type = 'chat' GROUP BY {scope}, day, member, chat_type, ide""",
+    "code": """
 SELECT {scope}, day, member, 'code', language, '', count(*), 0,
        coalesce(sum(lines_accepted) FILTER (WHERE source = 'chat'), 0), sum(lines_accepted),
        sum(lines_changed)
-  FROM {src} WHERE type = 'code' GROUP BY {scope}, day, member, language
-UNION ALL
+  FROM {src} WHERE type = 'code' GROUP BY {scope}, day, member, language""",
+    "any": """
 SELECT {scope}, day, member, 'any', '', '', count(*), 0, 0, 0, 0
-  FROM {src} GROUP BY {scope}, day, member
-UNION ALL
+  FROM {src} GROUP BY {scope}, day, member""",
+    "workspace": """
 SELECT {scope}, day, member, 'workspace', workspace, '', count(*), 0, 0, 0, 0
-  FROM {src} WHERE type = 'workspace_activity' GROUP BY {scope}, day, member, workspace
-"""
+  FROM {src} WHERE type = 'workspace_activity' GROUP BY {scope}, day, member, workspace""",
+}
 
 
-def member_day_from(src: str, scope: str = "org") -> str:
-    """The member-day rows of the events of ``src``, their first column ``scope`` (``org``, or
-    the group column of a per-department roll-up)."""
-    return _MEMBER_DAY_FROM_SCOPED.format(src=src, scope=scope)
+def member_day_from(
+    src: str, scope: str = "org", kinds: Sequence[str] = tuple(_MEMBER_DAY_FROM_KIND)
+) -> str:
+    """The member-day rows (of ``kinds``: default all) of the events of ``src``, their first
+    column ``scope`` (``org``, or the group column of a per-department roll-up)."""
+    return "\nUNION ALL".join(
+        _MEMBER_DAY_FROM_KIND[kind].format(src=src, scope=scope) for kind in kinds
+    )
 
 
 _APP_DAY_FROM = """
@@ -328,35 +334,67 @@ def split_spans(
     partial pieces of days they cover in part (answered by the raw events of those pieces only).
 
     Spans are clipped to the window; a boundary inside a day is rare (a department move, a
-    developer flag change), so nearly everything is read from the rollups.
+    developer flag change), so nearly everything is read from the rollups. Spans covering the
+    whole window (nearly all) are sorted out column-wise; only the others are split one by one.
     """
     window_from = to_micros(day_start(first_day, tz))
     window_to = to_micros(day_start(last_day + timedelta(days=1), tz))
+    members = pa.array([s.member for s in spans], pa.string())
+    lo = pc.max_element_wise(pa.array([s.from_us for s in spans], pa.int64()), window_from)
+    hi = pc.min_element_wise(pa.array([s.to_us for s in spans], pa.int64()), window_to)
+    covers = pc.and_(pc.equal(lo, window_from), pc.equal(hi, window_to))
+    covering = members.filter(covers)
     whole: dict[str, list[Any]] = {"member": [], "first_day": [], "last_day": []}
     partial: dict[str, list[Any]] = {"member": [], "from_us": [], "to_us": []}
-    for span in spans:
-        lo, hi = max(span.from_us, window_from), min(span.to_us, window_to)
-        if lo >= hi:
-            continue
-        if lo == window_from and hi == window_to:  # the common case: the whole window
-            _append(whole, span.member, first_day, last_day)
-            continue
-        first = first_day if lo == window_from else _first_whole_day(lo, tz)
-        last = last_day if hi == window_to else local_day(from_micros(hi), tz) - timedelta(days=1)
-        if first > last:
-            _append(partial, span.member, lo, hi)
-            continue
-        _append(whole, span.member, first, last)
-        first_from = to_micros(day_start(first, tz))
-        last_to = to_micros(day_start(last + timedelta(days=1), tz))
-        if lo < first_from:
-            _append(partial, span.member, lo, first_from)
-        if last_to < hi:
-            _append(partial, span.member, last_to, hi)
+    others = pc.and_(pc.invert(covers), pc.less(lo, hi))
+    for member, low, high in zip(
+        members.filter(others).to_pylist(),
+        lo.filter(others).to_pylist(),
+        hi.filter(others).to_pylist(),
+        strict=True,
+    ):
+        _split(whole, partial, member, low, high, tz, (first_day, last_day, window_from, window_to))
     return (
-        pa.table(whole, schema=WHOLE_DAYS_SCHEMA),
+        pa.concat_tables(
+            [
+                pa.table(
+                    {
+                        "member": covering,
+                        "first_day": pa.array([first_day] * len(covering), pa.date32()),
+                        "last_day": pa.array([last_day] * len(covering), pa.date32()),
+                    },
+                    schema=WHOLE_DAYS_SCHEMA,
+                ),
+                pa.table(whole, schema=WHOLE_DAYS_SCHEMA),
+            ]
+        ),
         pa.table(partial, schema=PARTIAL_SCHEMA),
     )
+
+
+def _split(
+    whole: dict[str, list[Any]],
+    partial: dict[str, list[Any]],
+    member: str,
+    lo: int,
+    hi: int,
+    tz: str,
+    window: tuple[date, date, int, int],
+) -> None:
+    """One clipped span ``lo .. hi`` into its whole days and partial pieces."""
+    first_day, last_day, window_from, window_to = window
+    first = first_day if lo == window_from else _first_whole_day(lo, tz)
+    last = last_day if hi == window_to else local_day(from_micros(hi), tz) - timedelta(days=1)
+    if first > last:
+        _append(partial, member, lo, hi)
+        return
+    _append(whole, member, first, last)
+    first_from = to_micros(day_start(first, tz))
+    last_to = to_micros(day_start(last + timedelta(days=1), tz))
+    if lo < first_from:
+        _append(partial, member, lo, first_from)
+    if last_to < hi:
+        _append(partial, member, last_to, hi)
 
 
 def _first_whole_day(micros: int, tz: str) -> date:
@@ -393,6 +431,15 @@ def _with_group(table: pa.Table) -> pa.Table:
     return table.append_column("grp", pa.array([], pa.string()))
 
 
+#: The event type each member-day kind but ``any`` rolls up.
+_EVENT_TYPE_OF = {
+    "completion": "completion",
+    "chat": "chat",
+    "code": "code",
+    "workspace": "workspace_activity",
+}
+
+
 def span_rows_sql(kinds: Sequence[str], *, grouped: bool = False) -> str:
     """The member-day rows (columns of ``member_day`` but ``org``) of ``kinds`` for the
     registered tables ``whole_days`` and ``partial_spans``, on the days ``$first .. $last``
@@ -404,13 +451,15 @@ def span_rows_sql(kinds: Sequence[str], *, grouped: bool = False) -> str:
     kind_list = ", ".join(f"'{k}'" for k in kinds)
     (table,) = {table_of(k) for k in kinds}  # the kinds asked for together live in one table
     group = "w.grp, " if grouped else ""
+    types = "" if "any" in kinds else ", ".join(f"'{_EVENT_TYPE_OF[k]}'" for k in kinds)
     partial_source = (
         f"(SELECT e.*{', p.grp' if grouped else ''} FROM events AS e JOIN partial_spans AS p"
         " ON e.member = p.member AND e.ts >= p.from_us AND e.ts < p.to_us"
         " WHERE e.org = $org AND e.day BETWEEN $first AND $last"
-        " AND ($days IS NULL OR list_contains($days, e.day)))"
+        + (f" AND e.type IN ({types})" if types else "")
+        + " AND ($days IS NULL OR list_contains($days, e.day)))"
     )
-    partial_rows = member_day_from(partial_source, "grp" if grouped else "org")
+    partial_rows = member_day_from(partial_source, "grp" if grouped else "org", kinds)
     return f"""
     SELECT {group}r.day, r.member, r.kind, r.k1, r.k2, r.n, r.n_accepted, r.s1, r.s2, r.s3
       FROM {table} AS r
@@ -480,35 +529,55 @@ ORDER BY part = -1, day, part, key1, key2
 """
 
 
-def mark_department_days(cursor: duckdb.DuckDBPyConnection, org_id: str, days: list[date]) -> None:
-    """Days that received assistant events: their per-department rows are stale now."""
+#: The tables that list, per org day, whether a second-level rollup is fresh on that day.
+FRESHNESS_TABLES = ("department_days", "activity_days")
+
+
+def mark_stale(
+    cursor: duckdb.DuckDBPyConnection, table: str, org_id: str, days: Sequence[date]
+) -> None:
+    """Days that received events: the second-level rows of ``table``'s family are stale now."""
     if days:
         cursor.execute(
-            "INSERT OR REPLACE INTO department_days SELECT $org, unnest($days::DATE[]), false",
-            {"org": org_id, "days": days},
+            f"INSERT OR REPLACE INTO {table} SELECT $org, unnest($days::DATE[]), false",
+            {"org": org_id, "days": list(days)},
         )
 
 
-def invalidate_departments(
-    cursor: duckdb.DuckDBPyConnection, org_id: str, since: date | None
+def invalidate(
+    cursor: duckdb.DuckDBPyConnection, table: str, org_id: str, since: date | None
 ) -> None:
-    """The directory changed who is in which subtree from ``since`` on (``None``: always)."""
+    """The directory changed what ``table``'s family counts from ``since`` on (``None``:
+    always): mark those days stale."""
     cursor.execute(
-        "UPDATE department_days SET fresh = false"
+        f"UPDATE {table} SET fresh = false"
         " WHERE org = $org AND fresh AND ($since IS NULL OR day >= $since)",
         {"org": org_id, "since": since},
     )
 
 
-def stale_department_days(
-    cursor: duckdb.DuckDBPyConnection, org_id: str, first: date | None, last: date | None
+def stale_days(
+    cursor: duckdb.DuckDBPyConnection,
+    table: str,
+    org_id: str,
+    first: date | None,
+    last: date | None,
 ) -> list[date]:
     rows = cursor.execute(
-        "SELECT day FROM department_days WHERE org = $org AND NOT fresh"
+        f"SELECT day FROM {table} WHERE org = $org AND NOT fresh"
         " AND ($first IS NULL OR day >= $first) AND ($last IS NULL OR day <= $last) ORDER BY day",
         {"org": org_id, "first": first, "last": last},
     ).fetchall()
     return [row[0] for row in rows]
+
+
+def mark_fresh(
+    cursor: duckdb.DuckDBPyConnection, table: str, org_id: str, days: Sequence[date]
+) -> None:
+    cursor.execute(
+        f"UPDATE {table} SET fresh = true WHERE org = $org AND list_contains($days, day)",
+        {"org": org_id, "days": list(days)},
+    )
 
 
 def refresh_departments(cursor: duckdb.DuckDBPyConnection, org_id: str, days: list[date]) -> None:
@@ -528,10 +597,7 @@ def refresh_departments(cursor: duckdb.DuckDBPyConnection, org_id: str, days: li
         """,
         params,
     )
-    cursor.execute(
-        "UPDATE department_days SET fresh = true WHERE org = $org AND list_contains($days, day)",
-        {"org": org_id, "days": days},
-    )
+    mark_fresh(cursor, "department_days", org_id, days)
 
 
 def reset_departments(cursor: duckdb.DuckDBPyConnection, org_id: str | None) -> None:

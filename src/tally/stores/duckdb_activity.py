@@ -1,0 +1,131 @@
+"""Second-level rollups of the environment statistics: distinct active members per org day and
+per calendar month, precomputed for the three questions the statistics ask.
+
+``activity_count`` holds, per org and *stat*, one row per day and one per whole calendar month:
+
+- ``users``: members with any event (``grp`` is ``""``);
+- ``workspace``: members with a ``workspace_activity`` event in workspace ``grp``;
+- ``developers``: members with a ``workspace_activity`` event while a developer (``grp`` ``""``).
+
+A distinct count cannot be summed across days, so a month's row is the month's own distinct
+count, and it is only good for a window that holds the whole month. ``activity_days`` lists the
+org days with events and whether their rows are fresh: every append marks its days stale, and
+so does a directory change of who is a developer when. A month row is current exactly when every
+day of its month is fresh, because a refresh of any day recomputes its whole month.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, timedelta
+
+import duckdb
+
+from tally.stores import duckdb_rollups as rollups
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS activity_count (
+    org VARCHAR NOT NULL, stat VARCHAR NOT NULL, grp VARCHAR NOT NULL, month BOOLEAN NOT NULL,
+    start DATE NOT NULL, n BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS activity_days (
+    org VARCHAR NOT NULL, day DATE NOT NULL, fresh BOOLEAN NOT NULL, PRIMARY KEY (org, day)
+);
+"""
+
+#: (stat, member-day kind, counted per workspace)
+STATS = (
+    ("users", "any", False),
+    ("workspace", "workspace", True),
+    ("developers", "workspace", False),
+)
+
+
+def active_rows_sql(kind: str, *, per_workspace: bool, during: bool) -> str:
+    """The distinct (grp, day, member) of the member-day rows of ``kind`` on the days
+    ``$first .. $last`` that ``$days`` lists (``NULL``: all); ``during``: only inside the
+    registered span tables (see ``duckdb_rollups.span_rows_sql``)."""
+    group = "k1" if per_workspace else "''"
+    if during:
+        source = f"SELECT day, member, k1 FROM ({rollups.span_rows_sql((kind,))})"
+    else:
+        source = (
+            "SELECT day, member, k1 FROM activity_day WHERE org = $org"
+            f" AND day BETWEEN $first AND $last AND kind = '{kind}'"
+            " AND ($days IS NULL OR list_contains($days, day))"
+        )
+    return f"SELECT DISTINCT {group} AS grp, day, member FROM ({source})"
+
+
+#: Distinct members per (grp, day) and per (grp, month) of the rows of ``active``.
+COUNTS_SQL = """
+SELECT grp, day, year(day), month(day), count(DISTINCT member), grouping(day)
+  FROM active GROUP BY GROUPING SETS ((grp, day), (grp, year(day), month(day)))
+"""
+
+
+def refresh_month(
+    cursor: duckdb.DuckDBPyConnection, org_id: str, month_start: date, stale: Sequence[date]
+) -> None:
+    """Recompute the rows of the ``stale`` days of the month starting ``month_start`` and its
+    month rows; the registered ``whole_days`` / ``partial_spans`` hold the developer spans of
+    the whole month."""
+    month_end = _next_month(month_start) - timedelta(days=1)
+    params = {"org": org_id, "first": month_start, "last": month_end, "days": None}
+    cursor.execute(
+        "DELETE FROM activity_count WHERE org = $org AND start BETWEEN $first AND $last"
+        " AND (month OR list_contains($stale, start))",
+        {"org": org_id, "first": month_start, "last": month_end, "stale": list(stale)},
+    )
+    for stat, kind, per_workspace in STATS:
+        active = active_rows_sql(kind, per_workspace=per_workspace, during=stat == "developers")
+        cursor.execute(
+            f"""
+            INSERT INTO activity_count
+            WITH active AS MATERIALIZED ({active}),
+                 counts AS ({COUNTS_SQL})
+            SELECT $org, '{stat}', c.grp, c.g = 1,
+                   CASE WHEN c.g = 1 THEN make_date(c.y, c.m, 1) ELSE c.day END, c.n
+              FROM counts AS c(grp, day, y, m, n, g)
+             WHERE c.g = 1 OR list_contains($stale, c.day)
+            """,
+            {**params, "stale": list(stale)},
+        )
+    rollups.mark_fresh(cursor, "activity_days", org_id, stale)
+
+
+def reset(cursor: duckdb.DuckDBPyConnection, org_id: str | None) -> None:
+    """Forget the activity counts (of ``org_id``; ``None``: all): every day with events is stale
+    until refreshed."""
+    params = {"org": org_id}
+    where = "WHERE ($org IS NULL OR org = $org)"
+    cursor.execute(f"DELETE FROM activity_count {where}", params)
+    cursor.execute(f"DELETE FROM activity_days {where}", params)
+    cursor.execute(
+        "INSERT INTO activity_days SELECT DISTINCT org, day, false FROM activity_day"
+        f" {where} AND kind = 'any'",
+        params,
+    )
+
+
+#: The precomputed rows of one stat in a window's months, then (``month`` NULL) one row per
+#: stale day of the window: one statement, so one snapshot.
+READ_SQL = """
+SELECT grp, start, month, n FROM activity_count
+ WHERE org = $org AND stat = $stat AND start BETWEEN $month_first AND $last
+UNION ALL
+SELECT NULL, day, NULL, 0 FROM activity_days
+ WHERE org = $org AND NOT fresh AND day BETWEEN $month_first AND $month_last
+"""
+
+
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def _next_month(day: date) -> date:
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def month_last(day: date) -> date:
+    return _next_month(day) - timedelta(days=1)
