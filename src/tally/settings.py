@@ -52,9 +52,10 @@ class Settings:
     events_page_max: int = 1000
     #: Cap on the store's buffer memory (DuckDB ``memory_limit``, e.g. ``1GB``; empty: default).
     store_memory_limit: str = ""
-    #: Seconds between the server's background refreshes of the per-department rollups; 0
-    #: switches them off (stale days are then answered, more slowly, from the member-day rollups).
-    rollup_refresh_seconds: float = 2.0
+    #: Seconds between the server's background refreshes of the second-level rollups (per
+    #: department, activity counts); 0 switches them off (stale days are then answered, more
+    #: slowly, from the member-day rollups). Each refresh holds appends off while it writes.
+    rollup_refresh_seconds: float = 10.0
     #: The source of "now"; tests pin it.
     clock: Clock = system_clock
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
@@ -133,6 +133,10 @@ class DuckDBStore(Store):
         #: Answer the statistics from the rollups (``False``: from the raw events, the oracle).
         self.rollups = True
         self._touched: dict[str, set[date]] = defaultdict(set)
+        #: (freshness table, org, day) known stale in the file. Only this process writes the
+        #: file, and a day leaves the set when a refresh commits it fresh.
+        self._known_stale: set[tuple[str, str, date]] = set()
+        self._after_commit: list[Callable[[], None]] = []
         self._appends = 0
         self._migrate()
 
@@ -169,12 +173,33 @@ class DuckDBStore(Store):
         with self._write_lock:
             cursor = self._cursor()
             cursor.execute("BEGIN TRANSACTION")
+            self._after_commit = []
             try:
                 yield cursor
             except BaseException:
                 cursor.execute("ROLLBACK")
                 raise
             cursor.execute("COMMIT")
+            for action in self._after_commit:  # still under the lock: no writer in between
+                action()
+
+    def _mark_stale(
+        self, cursor: duckdb.DuckDBPyConnection, table: str, org_id: str, days: Iterable[date]
+    ) -> None:
+        """Mark ``days`` stale in ``table``, skipping those this process already knows are
+        (a busy day would otherwise be written on every append)."""
+        new = sorted(d for d in set(days) if (table, org_id, d) not in self._known_stale)
+        if new:
+            rollups.mark_stale(cursor, table, org_id, new)
+            self._after_commit.append(
+                lambda: self._known_stale.update((table, org_id, d) for d in new)
+            )
+
+    def _mark_fresh(self, table: str, org_id: str, days: Iterable[date]) -> None:
+        """After a refresh's commit: those days are no longer known stale."""
+        self._after_commit.append(
+            lambda: self._known_stale.difference_update((table, org_id, d) for d in days)
+        )
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._cursor().execute(sql, list(params)).fetchall()
@@ -375,8 +400,8 @@ class DuckDBStore(Store):
             fresh = events if len(new) == len(events) else [e for e in events if e.id in new]
             rollups.add(cur, org_id, fresh)
             assistant_days = {e.day for e in fresh if e.type in rollups.ASSISTANT_KINDS}
-            rollups.mark_stale(cur, "department_days", org_id, sorted(assistant_days))
-            rollups.mark_stale(cur, "activity_days", org_id, sorted({e.day for e in fresh}))
+            self._mark_stale(cur, "department_days", org_id, assistant_days)
+            self._mark_stale(cur, "activity_days", org_id, (e.day for e in fresh))
         self._touched[org_id].update(e.day for e in fresh)
         self._appends += 1
         if self._appends % COMPACT_EVERY == 0:
@@ -393,12 +418,10 @@ class DuckDBStore(Store):
             with _registered(cur, "new_events", table):
                 rollups.add_table(cur, "new_events")
             assistant = table.filter(pc.is_in(table["type"], pa.array(rollups.ASSISTANT_KINDS)))
-            rollups.mark_stale(
-                cur, "department_days", org_id, sorted(pc.unique(assistant["day"]).to_pylist())
+            self._mark_stale(
+                cur, "department_days", org_id, pc.unique(assistant["day"]).to_pylist()
             )
-            rollups.mark_stale(
-                cur, "activity_days", org_id, sorted(pc.unique(table["day"]).to_pylist())
-            )
+            self._mark_stale(cur, "activity_days", org_id, pc.unique(table["day"]).to_pylist())
         self._touched[org_id].update(pc.unique(table["day"]).to_pylist())
         return AppendResult(frozenset(new_ids))
 
@@ -435,6 +458,7 @@ class DuckDBStore(Store):
             whole, partial = rollups.split_group_spans(spans, org.timezone, stale[0], stale[-1])
             with _registered(cur, "whole_days", whole), _registered(cur, "partial_spans", partial):
                 rollups.refresh_departments(cur, org_id, stale)
+            self._mark_fresh("department_days", org_id, stale)
 
     def invalidate_department_days(self, org_id: str, since: date | None) -> None:
         with self._transaction() as cur:
@@ -462,6 +486,7 @@ class DuckDBStore(Store):
             whole, partial = rollups.split_spans(developer_spans, org.timezone, first, last)
             with _registered(cur, "whole_days", whole), _registered(cur, "partial_spans", partial):
                 activity.refresh_month(cur, org_id, first, stale)
+            self._mark_fresh("activity_days", org_id, stale)
 
     def invalidate_activity_days(self, org_id: str, since: date | None) -> None:
         with self._transaction() as cur:
