@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
-from datetime import date
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import date, timedelta
 from itertools import groupby
+from typing import TypeVar
 
 from tally.engine.department_usage import department_spans
 from tally.engine.directory import DirectoryService
 from tally.engine.environment_stats import developer_spans
 from tally.engine.memo import derived
+from tally.model.directory import Directory
 from tally.stores.base import Store
-from tally.timeutil import day_end, day_start, to_micros
+from tally.timeutil import day_start, to_micros
 
 log = logging.getLogger(__name__)
+S = TypeVar("S")
 
 #: Days recomputed per store transaction: bounds how long appends wait for one step, and
 #: spreads the cost of listing every subtree's members over a month of days.
@@ -31,41 +34,60 @@ CHUNK_DAYS = 31
 
 def refresh_departments(store: Store, directories: DirectoryService, org_id: str) -> int:
     """Recompute the organization's stale per-department days; answers how many there were."""
+    return _refresh(
+        directories,
+        org_id,
+        _chunks(store.stale_department_days(org_id), CHUNK_DAYS),
+        lambda chunk: (chunk[0], chunk[-1] + timedelta(days=1)),
+        ("every department's spans", department_spans),
+        store.refresh_department_days,
+    )
+
+
+def refresh_activity(store: Store, directories: DirectoryService, org_id: str) -> int:
+    """Recompute the organization's stale activity days (and their months, whole); answers how
+    many days there were."""
+    return _refresh(
+        directories,
+        org_id,
+        _months(store.stale_activity_days(org_id)),
+        lambda month: (month[0].replace(day=1), _next_month(month[0])),
+        ("developer spans", developer_spans),
+        store.refresh_activity_days,
+    )
+
+
+def _refresh(
+    directories: DirectoryService,
+    org_id: str,
+    chunks: Iterable[list[date]],
+    bounds: Callable[[list[date]], tuple[date, date]],
+    spans: tuple[str, Callable[[Directory, int, int], S]],
+    store_refresh: Callable[[str, S, list[date]], None],
+) -> int:
+    """For each chunk of stale days: the directory's spans over the chunk's ``bounds`` (first
+    day, day after the last), then the store's refresh of the chunk."""
+    name, spans_of = spans
     done = 0
-    for chunk in _chunks(store.stale_department_days(org_id), CHUNK_DAYS):
-        # The directory stays still while a chunk is computed and stored, so no member move
-        # can be marked stale between reading the directory and marking the days fresh.
+    for chunk in chunks:
+        # The directory stays still while a chunk is computed and stored, so no directory
+        # change can mark days stale between reading the directory and marking them fresh.
         with directories.held(org_id) as directory:
             tz = directory.org.timezone
-            window = (to_micros(day_start(chunk[0], tz)), to_micros(day_end(chunk[-1], tz)))
-            spans = derived(  # kept with the snapshot: a busy day is refreshed again and again
+            first, end = bounds(chunk)
+            window = (to_micros(day_start(first, tz)), to_micros(day_start(end, tz)))
+            found = derived(  # kept with the snapshot: a busy day is refreshed again and again
                 directory,
-                ("every department's spans", *window),
-                lambda: department_spans(directory, *window),  # noqa: B023  (called at once)
+                (name, *window),
+                lambda: spans_of(directory, *window),  # noqa: B023  (called at once)
             )
-            store.refresh_department_days(org_id, spans, chunk)
+            store_refresh(org_id, found, chunk)
         done += len(chunk)
     return done
 
 
-def refresh_activity(store: Store, directories: DirectoryService, org_id: str) -> int:
-    """Recompute the organization's stale activity days (and their months); answers how many
-    days there were."""
-    done = 0
-    for month in _months(store.stale_activity_days(org_id)):
-        with directories.held(org_id) as directory:  # see refresh_departments
-            tz = directory.org.timezone
-            first = month[0].replace(day=1)
-            last = date(first.year + first.month // 12, first.month % 12 + 1, 1)
-            window = (to_micros(day_start(first, tz)), to_micros(day_start(last, tz)))
-            spans = derived(
-                directory,
-                ("developer spans", *window),
-                lambda: developer_spans(directory, *window),  # noqa: B023  (called at once)
-            )
-            store.refresh_activity_days(org_id, spans, month)
-        done += len(month)
-    return done
+def _next_month(day: date) -> date:
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
 
 def refresh_org(store: Store, directories: DirectoryService, org_id: str) -> int:
