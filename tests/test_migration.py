@@ -1,6 +1,6 @@
 """A file written by an older schema opens with the same answers (schema 1 kept the activity
 kinds inside member_day; schema 2 had no per-department rollups, schema 3 no activity
-counts)."""
+counts, schema 4 no to-date / from-date counts)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tests.conftest import Admin
 from tests.test_rollups import all_answers, build_scenario
 
 
-@pytest.mark.parametrize("old_version", [1, 2, 3])
+@pytest.mark.parametrize("old_version", [1, 2, 3, 4])
 def test_older_file_migrates_with_the_same_answers(
     settings: Settings, admin: Admin, client: TestClient, tally: Tally, old_version: int
 ) -> None:
@@ -54,4 +54,4 @@ def test_older_file_migrates_with_the_same_answers(
     version = raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     raw.close()
     assert kinds == [("chat",), ("code",), ("completion",)]
-    assert version == ("4",)
+    assert version == ("5",)

@@ -160,6 +160,8 @@ def all_answers(client: TestClient) -> dict[str, Any]:
         (FIRST, FIRST + timedelta(days=DAYS - 1)),
         (FIRST + timedelta(days=3), FIRST + timedelta(days=4)),
         (date(2026, 1, 20), date(2026, 3, 10)),  # all of February, parts of January and March
+        (date(2026, 1, 25), date(2026, 2, 15)),  # the end of January, the start of February
+        (date(2026, 2, 18), date(2026, 3, 5)),  # the end of February (active days), March's start
     ]
     for start, end in windows:
         for dept in DEPARTMENTS:

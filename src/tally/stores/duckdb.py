@@ -11,7 +11,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ from tally.timeutil import days as days_between
 from tally.timeutil import from_micros, to_micros
 from tally.tokens import TokenRecord
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: Appends between two compactions of the rollup deltas they touched.
 COMPACT_EVERY = 200
 
@@ -152,7 +152,9 @@ class DuckDBStore(Store):
                 self._db.execute(f"DELETE FROM member_day WHERE {moved}")
             if version < 3:  # version 3 added the per-department rollups: all days stale
                 rollups.reset_departments(self._db, None)
-            if version < 4:  # version 4 added the activity counts: all days stale
+            if version < 5:  # version 4 added the activity counts, 5 their periods
+                self._db.execute("DROP TABLE activity_count")
+                self._db.execute(activity.SCHEMA)
                 activity.reset(self._db, None)
             self._db.execute("COMMIT")
         self._db.execute(
@@ -621,10 +623,10 @@ class DuckDBStore(Store):
         during: Sequence[MemberSpan] | None,
         per_workspace: bool,
     ) -> ActiveMembers:
-        """From ``activity_count``: fresh days, and whole months all of whose days are fresh;
-        the window's other days (its partial months, months with a stale day) are counted from
-        the member-day rows."""
-        month_first = activity.month_start(first_day)
+        """From ``activity_count``: each month of the window by its period row (the whole
+        month, the window's start to the month's end, the 1st to the window's end) and its
+        days by their day rows; a month with a stale day, or one the window cuts at both ends,
+        is counted from the member-day rows instead."""
         rows = (
             self._cursor()
             .execute(
@@ -632,35 +634,25 @@ class DuckDBStore(Store):
                 {
                     "org": org_id,
                     "stat": stat,
-                    "month_first": month_first,
+                    "month_first": activity.month_start(first_day),
                     "last": last_day,
                     "month_last": activity.month_last(last_day),
                 },
             )
             .fetchall()
         )
-        stale = {start for _, start, month, _ in rows if month is None}
-        counted = [
-            d
-            for d in days_between(first_day, last_day)
-            if not (
-                first_day <= activity.month_start(d)
-                and activity.month_last(d) <= last_day
-                and not any(s.year == d.year and s.month == d.month for s in stale)
-            )
-        ]
+        stale_months = {(start.year, start.month) for _, start, period, _ in rows if period is None}
+        wanted, counted = _month_periods(first_day, last_day, stale_months)
         per_day: dict[tuple[str, date], int] = {}
         per_month: dict[tuple[str, int, int], int] = {}
-        edge = set(counted)
-        edge_months = {(d.year, d.month) for d in counted}
-        for grp, start, month, n in rows:
-            if month is None:
-                continue
-            if month and (start.year, start.month) not in edge_months:
-                per_month[grp, start.year, start.month] = n
-            elif not month and first_day <= start <= last_day and start not in edge:
-                per_day[grp, start] = n
-        for run in _runs(counted):  # each run: whole months, or a window's partial month
+        for grp, start, period, n in rows:
+            month = (start.year, start.month)
+            if period == "day":
+                if first_day <= start <= last_day and month in wanted:
+                    per_day[grp, start] = n
+            elif wanted.get(month) == (period, start):
+                per_month[grp, *month] = n
+        for run in _runs(counted):  # each run: the days of consecutive counted months
             rest = self._counted(org_id, run[0], run[-1], kind, during, per_workspace, None)
             per_day.update(rest.per_day)
             per_month.update(rest.per_month)
@@ -892,6 +884,30 @@ _ACTIVE_COUNTS = (
     " SELECT grp, day, year(day), month(day), count(DISTINCT member), grouping(day)"
     " FROM active GROUP BY GROUPING SETS ((grp, day), (grp, year(day), month(day)))"
 )
+
+
+def _month_periods(
+    first_day: date, last_day: date, stale_months: set[tuple[int, int]]
+) -> tuple[dict[tuple[int, int], tuple[str, date]], list[date]]:
+    """For each month of the window, the ``activity_count`` row that holds its distinct count
+    (period, start); and the days of the months no row answers (stale, or cut at both ends)."""
+    wanted: dict[tuple[int, int], tuple[str, date]] = {}
+    counted: list[date] = []
+    month = activity.month_start(first_day)
+    while month <= last_day:
+        low, high = max(first_day, month), min(last_day, activity.month_last(month))
+        whole_start, whole_end = low == month, high == activity.month_last(month)
+        key = (month.year, month.month)
+        if key in stale_months or not (whole_start or whole_end):
+            counted.extend(days_between(low, high))
+        elif whole_start and whole_end:
+            wanted[key] = ("month", month)
+        elif whole_end:
+            wanted[key] = ("from_date", low)
+        else:
+            wanted[key] = ("to_date", high)
+        month = activity.month_last(month) + timedelta(days=1)
+    return wanted, counted
 
 
 def _runs(days: list[date]) -> list[list[date]]:

@@ -1,17 +1,21 @@
 """Second-level rollups of the environment statistics: distinct active members per org day and
 per calendar month, precomputed for the three questions the statistics ask.
 
-``activity_count`` holds, per org and *stat*, one row per day and one per whole calendar month:
+``activity_count`` holds, per org and *stat*, rows of four periods: ``day`` (that day),
+``month`` (the whole calendar month starting at ``start``), ``to_date`` (from the 1st of the
+month through ``start``) and ``from_date`` (from ``start`` through the month's last day). The
+last two answer a window's first and last months when the window cuts them: every window longer
+than a month is then answered from precomputed rows alone. The stats:
 
 - ``users``: members with any event (``grp`` is ``""``);
 - ``workspace``: members with a ``workspace_activity`` event in workspace ``grp``;
 - ``developers``: members with a ``workspace_activity`` event while a developer (``grp`` ``""``).
 
-A distinct count cannot be summed across days, so a month's row is the month's own distinct
-count, and it is only good for a window that holds the whole month. ``activity_days`` lists the
+A distinct count cannot be summed across days, hence the periods. ``activity_days`` lists the
 org days with events and whether their rows are fresh: every append marks its days stale, and
-so does a directory change of who is a developer when. A month row is current exactly when every
-day of its month is fresh, because a refresh of any day recomputes its whole month.
+so does a directory change of who is a developer when. A month's ``month``, ``to_date`` and
+``from_date`` rows are current exactly when every day of the month is fresh, because a refresh
+of any day recomputes them all.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from tally.stores import duckdb_rollups as rollups
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS activity_count (
-    org VARCHAR NOT NULL, stat VARCHAR NOT NULL, grp VARCHAR NOT NULL, month BOOLEAN NOT NULL,
+    org VARCHAR NOT NULL, stat VARCHAR NOT NULL, grp VARCHAR NOT NULL, period VARCHAR NOT NULL,
     start DATE NOT NULL, n BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS activity_days (
@@ -64,18 +68,31 @@ SELECT grp, day, year(day), month(day), count(DISTINCT member), grouping(day)
 """
 
 
+#: Per (grp, day of the month): members active from the 1st through that day, and from that
+#: day through the month's end, from each member's first and last active day of the month.
+_TO_AND_FROM_DATE_CTES = """
+bounds AS (SELECT grp, member, min(day) AS first, max(day) AS last FROM active GROUP BY ALL),
+month_days AS (SELECT unnest(generate_series($first, $last, INTERVAL 1 DAY))::DATE AS day),
+to_and_from AS (
+    SELECT b.grp, d.day, count(*) FILTER (WHERE b.first <= d.day) AS to_date,
+           count(*) FILTER (WHERE b.last >= d.day) AS from_date
+      FROM bounds AS b CROSS JOIN month_days AS d GROUP BY b.grp, d.day
+)
+"""
+
+
 def refresh_month(
     cursor: duckdb.DuckDBPyConnection, org_id: str, month_start: date, stale: Sequence[date]
 ) -> None:
-    """Recompute the rows of the ``stale`` days of the month starting ``month_start`` and its
-    month rows; the registered ``whole_days`` / ``partial_spans`` hold the developer spans of
-    the whole month."""
+    """Recompute the ``day`` rows of the ``stale`` days of the month starting ``month_start``,
+    and all its month-wide rows; the registered ``whole_days`` / ``partial_spans`` hold the
+    developer spans of the whole month."""
     month_end = _next_month(month_start) - timedelta(days=1)
-    params = {"org": org_id, "first": month_start, "last": month_end, "days": None}
+    params = {"org": org_id, "first": month_start, "last": month_end, "stale": list(stale)}
     cursor.execute(
         "DELETE FROM activity_count WHERE org = $org AND start BETWEEN $first AND $last"
-        " AND (month OR list_contains($stale, start))",
-        {"org": org_id, "first": month_start, "last": month_end, "stale": list(stale)},
+        " AND (period <> 'day' OR list_contains($stale, start))",
+        params,
     )
     for stat, kind, per_workspace in STATS:
         active = active_rows_sql(kind, per_workspace=per_workspace, during=stat == "developers")
@@ -83,13 +100,19 @@ def refresh_month(
             f"""
             INSERT INTO activity_count
             WITH active AS MATERIALIZED ({active}),
-                 counts AS ({COUNTS_SQL})
-            SELECT $org, '{stat}', c.grp, c.g = 1,
+                 counts AS ({COUNTS_SQL}),
+                 {_TO_AND_FROM_DATE_CTES}
+            SELECT $org, '{stat}', c.grp, CASE WHEN c.g = 1 THEN 'month' ELSE 'day' END,
                    CASE WHEN c.g = 1 THEN make_date(c.y, c.m, 1) ELSE c.day END, c.n
               FROM counts AS c(grp, day, y, m, n, g)
              WHERE c.g = 1 OR list_contains($stale, c.day)
+            UNION ALL
+            SELECT $org, '{stat}', grp, 'to_date', day, to_date FROM to_and_from WHERE to_date > 0
+            UNION ALL
+            SELECT $org, '{stat}', grp, 'from_date', day, from_date FROM to_and_from
+             WHERE from_date > 0
             """,
-            {**params, "stale": list(stale)},
+            {**params, "days": None},
         )
     rollups.mark_fresh(cursor, "activity_days", org_id, stale)
 
@@ -108,10 +131,10 @@ def reset(cursor: duckdb.DuckDBPyConnection, org_id: str | None) -> None:
     )
 
 
-#: The precomputed rows of one stat in a window's months, then (``month`` NULL) one row per
-#: stale day of the window: one statement, so one snapshot.
+#: The precomputed rows of one stat in a window's months, then (``period`` NULL) one row per
+#: stale day of those months: one statement, so one snapshot.
 READ_SQL = """
-SELECT grp, start, month, n FROM activity_count
+SELECT grp, start, period, n FROM activity_count
  WHERE org = $org AND stat = $stat AND start BETWEEN $month_first AND $last
 UNION ALL
 SELECT NULL, day, NULL, 0 FROM activity_days
