@@ -635,6 +635,7 @@ class DuckDBStore(Store):
                     "org": org_id,
                     "stat": stat,
                     "month_first": activity.month_start(first_day),
+                    "first": first_day,
                     "last": last_day,
                     "month_last": activity.month_last(last_day),
                 },

@@ -131,11 +131,14 @@ def reset(cursor: duckdb.DuckDBPyConnection, org_id: str | None) -> None:
     )
 
 
-#: The precomputed rows of one stat in a window's months, then (``period`` NULL) one row per
-#: stale day of those months: one statement, so one snapshot.
+#: The precomputed rows of one stat in a window's months (of the month-wide periods, only those
+#: a window from ``$first`` to ``$last`` can use), then (``period`` NULL) one row per stale day
+#: of those months: one statement, so one snapshot.
 READ_SQL = """
 SELECT grp, start, period, n FROM activity_count
  WHERE org = $org AND stat = $stat AND start BETWEEN $month_first AND $last
+   AND (period IN ('day', 'month') OR (period = 'from_date' AND start = $first)
+        OR (period = 'to_date' AND start = $last))
 UNION ALL
 SELECT NULL, day, NULL, 0 FROM activity_days
  WHERE org = $org AND NOT fresh AND day BETWEEN $month_first AND $month_last
