@@ -96,6 +96,21 @@ def days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
+def month_first(day: date) -> date:
+    """The 1st of ``day``'s calendar month."""
+    return day.replace(day=1)
+
+
+def next_month(day: date) -> date:
+    """The 1st of the calendar month after ``day``'s."""
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def month_last(day: date) -> date:
+    """The last day of ``day``'s calendar month."""
+    return next_month(day) - timedelta(days=1)
+
+
 def format_instant(instant: datetime, tz: str) -> str:
     """``YYYY-MM-DDTHH:MM:SS±HH:MM`` in ``tz``'s offset at that instant, whole seconds."""
     return instant.astimezone(zone(tz)).replace(microsecond=0).isoformat()

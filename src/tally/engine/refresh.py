@@ -22,7 +22,7 @@ from tally.engine.environment_stats import developer_spans
 from tally.engine.memo import derived
 from tally.model.directory import Directory
 from tally.stores.base import Store
-from tally.timeutil import day_start, to_micros
+from tally.timeutil import day_start, month_first, next_month, to_micros
 
 log = logging.getLogger(__name__)
 S = TypeVar("S")
@@ -51,7 +51,7 @@ def refresh_activity(store: Store, directories: DirectoryService, org_id: str) -
         directories,
         org_id,
         _months(store.stale_activity_days(org_id)),
-        lambda month: (month[0].replace(day=1), _next_month(month[0])),
+        lambda month: (month_first(month[0]), next_month(month[0])),
         ("developer spans", developer_spans),
         store.refresh_activity_days,
     )
@@ -84,10 +84,6 @@ def _refresh(
             store_refresh(org_id, found, chunk)
         done += len(chunk)
     return done
-
-
-def _next_month(day: date) -> date:
-    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
 
 def refresh_org(store: Store, directories: DirectoryService, org_id: str) -> int:

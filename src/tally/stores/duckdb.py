@@ -11,7 +11,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ from tally.stores.base import (
     Store,
 )
 from tally.timeutil import days as days_between
-from tally.timeutil import from_micros, to_micros
+from tally.timeutil import from_micros, month_first, month_last, next_month, to_micros
 from tally.tokens import TokenRecord
 
 SCHEMA_VERSION = 5
@@ -477,8 +477,8 @@ class DuckDBStore(Store):
             return
         org = self.get_org(org_id)
         assert org is not None
-        first = activity.month_start(min(days))
-        last = activity.month_last(first)
+        first = month_first(min(days))
+        last = month_last(first)
         assert max(days) <= last, "one calendar month at a time"
         with self._transaction() as cur:  # appends wait: none can slip between read and mark
             stale = rollups.stale_days(cur, "activity_days", org_id, first, last)
@@ -634,10 +634,10 @@ class DuckDBStore(Store):
                 {
                     "org": org_id,
                     "stat": stat,
-                    "month_first": activity.month_start(first_day),
+                    "month_first": month_first(first_day),
                     "first": first_day,
                     "last": last_day,
-                    "month_last": activity.month_last(last_day),
+                    "month_last": month_last(last_day),
                 },
             )
             .fetchall()
@@ -894,10 +894,10 @@ def _month_periods(
     (period, start); and the days of the months no row answers (stale, or cut at both ends)."""
     wanted: dict[tuple[int, int], tuple[str, date]] = {}
     counted: list[date] = []
-    month = activity.month_start(first_day)
+    month = month_first(first_day)
     while month <= last_day:
-        low, high = max(first_day, month), min(last_day, activity.month_last(month))
-        whole_start, whole_end = low == month, high == activity.month_last(month)
+        low, high = max(first_day, month), min(last_day, month_last(month))
+        whole_start, whole_end = low == month, high == month_last(month)
         key = (month.year, month.month)
         if key in stale_months or not (whole_start or whole_end):
             counted.extend(days_between(low, high))
@@ -907,7 +907,7 @@ def _month_periods(
             wanted[key] = ("from_date", low)
         else:
             wanted[key] = ("to_date", high)
-        month = activity.month_last(month) + timedelta(days=1)
+        month = next_month(month)
     return wanted, counted
 
 

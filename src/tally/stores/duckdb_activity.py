@@ -21,11 +21,12 @@ of any day recomputes them all.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date
 
 import duckdb
 
 from tally.stores import duckdb_rollups as rollups
+from tally.timeutil import month_last
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS activity_count (
@@ -87,7 +88,7 @@ def refresh_month(
     """Recompute the ``day`` rows of the ``stale`` days of the month starting ``month_start``,
     and all its month-wide rows; the registered ``whole_days`` / ``partial_spans`` hold the
     developer spans of the whole month."""
-    month_end = _next_month(month_start) - timedelta(days=1)
+    month_end = month_last(month_start)
     params = {"org": org_id, "first": month_start, "last": month_end, "stale": list(stale)}
     cursor.execute(
         "DELETE FROM activity_count WHERE org = $org AND start BETWEEN $first AND $last"
@@ -143,15 +144,3 @@ UNION ALL
 SELECT NULL, day, NULL, 0 FROM activity_days
  WHERE org = $org AND NOT fresh AND day BETWEEN $month_first AND $month_last
 """
-
-
-def month_start(day: date) -> date:
-    return day.replace(day=1)
-
-
-def _next_month(day: date) -> date:
-    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
-
-
-def month_last(day: date) -> date:
-    return _next_month(day) - timedelta(days=1)
