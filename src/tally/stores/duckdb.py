@@ -34,6 +34,7 @@ from tally.model.directory import (
 from tally.model.events import RESOURCES, STORED_COLUMNS, StoredEvent
 from tally.model.events import STORED_SCHEMA as EVENT_SCHEMA
 from tally.stores import duckdb_activity as activity
+from tally.stores import duckdb_departments as departments
 from tally.stores import duckdb_rollups as rollups
 from tally.stores.base import (
     ActiveMembers,
@@ -129,6 +130,7 @@ class DuckDBStore(Store):
         self._write_lock = threading.Lock()
         self._db.execute(SCHEMA)
         self._db.execute(rollups.SCHEMA)
+        self._db.execute(departments.SCHEMA)
         self._db.execute(activity.SCHEMA)
         #: Answer the statistics from the rollups (``False``: from the raw events, the oracle).
         self.rollups = True
@@ -151,7 +153,7 @@ class DuckDBStore(Store):
                 self._db.execute(f"INSERT INTO activity_day SELECT * FROM member_day WHERE {moved}")
                 self._db.execute(f"DELETE FROM member_day WHERE {moved}")
             if version < 3:  # version 3 added the per-department rollups: all days stale
-                rollups.reset_departments(self._db, None)
+                departments.reset_departments(self._db, None)
             if version < 5:  # version 4 added the activity counts, 5 their periods
                 self._db.execute("DROP TABLE activity_count")
                 self._db.execute(activity.SCHEMA)
@@ -437,7 +439,7 @@ class DuckDBStore(Store):
     def rebuild_rollups(self, org_id: str) -> None:
         with self._transaction() as cur:
             rollups.rebuild(cur, org_id)
-            rollups.reset_departments(cur, org_id)
+            departments.reset_departments(cur, org_id)
             activity.reset(cur, org_id)
         self._touched.pop(org_id, None)
 
@@ -457,9 +459,9 @@ class DuckDBStore(Store):
             stale = sorted(set(stale) & set(days))
             if not stale:
                 return
-            whole, partial = rollups.split_group_spans(spans, org.timezone, stale[0], stale[-1])
+            whole, partial = departments.split_group_spans(spans, org.timezone, stale[0], stale[-1])
             with _registered(cur, "whole_days", whole), _registered(cur, "partial_spans", partial):
-                rollups.refresh_departments(cur, org_id, stale)
+                departments.refresh_departments(cur, org_id, stale)
             self._mark_fresh("department_days", org_id, stale)
 
     def invalidate_department_days(self, org_id: str, since: date | None) -> None:
@@ -545,12 +547,12 @@ class DuckDBStore(Store):
         params: dict[str, Any] = {"org": org_id, "first": first_day, "last": last_day, "days": None}
         if department is None:
             with self._span_tables(cursor, org_id, spans, first_day, last_day):
-                rows = cursor.execute(rollups.USAGE_FROM_SPANS_SQL, params).fetchall()
+                rows = cursor.execute(departments.USAGE_FROM_SPANS_SQL, params).fetchall()
             return _assistant_days(rows)
         # Fresh days from the department's own rows, and (last, as part -1) the stale days,
         # which the member-day rows of the spans answer: one statement, so one snapshot.
         rows = cursor.execute(
-            rollups.USAGE_FROM_DEPARTMENT_DAY_SQL,
+            departments.USAGE_FROM_DEPARTMENT_DAY_SQL,
             {"org": org_id, "department": department, "first": first_day, "last": last_day},
         ).fetchall()
         stale: list[date] = []
@@ -560,7 +562,7 @@ class DuckDBStore(Store):
             stale.reverse()
             with self._span_tables(cursor, org_id, spans, stale[0], stale[-1]):
                 params.update(first=stale[0], last=stale[-1], days=stale)
-                rows += cursor.execute(rollups.USAGE_FROM_SPANS_SQL, params).fetchall()
+                rows += cursor.execute(departments.USAGE_FROM_SPANS_SQL, params).fetchall()
             rows.sort(key=lambda r: (r[1], r[0], r[2] or "", r[3] or ""))
         return _assistant_days(rows)
 
