@@ -165,7 +165,12 @@ class OrgWindow:
         return counts.values()
 
     def active(
-        self, store: Store, *, developers: bool = False, per_workspace: bool = False
+        self,
+        store: Store,
+        *,
+        developers: bool = False,
+        per_workspace: bool = False,
+        daily: bool = True,
     ) -> ActiveMembers:
         spans = (
             derived(self.directory, ("developer spans", *self.key), lambda: _developer_spans(self))
@@ -180,6 +185,7 @@ class OrgWindow:
             during=spans,
             per_workspace=per_workspace,
             cohort="developers" if developers else None,
+            daily=daily,
         )
 
 
@@ -248,13 +254,14 @@ def _member_stats(store: Store, windows: list[OrgWindow], *, developers: bool) -
 def _workspace_stats(
     store: Store, windows: list[OrgWindow], environment_wide: bool
 ) -> WorkspaceStats:
-    """Column-wise: one list per workspace, aligned to the days (a year of 300 workspaces is
-    100,000 figures; building them as per-day lookups dominated the answer's time)."""
+    """Column-wise: one list of totals per workspace, aligned to the days (a year of 300
+    workspaces is 100,000 figures; building them as per-day lookups dominated the answer's
+    time). The daily actives are only wanted as monthly means, so they come summed by month."""
     all_days = _union_days(windows)
     position = {d: i for i, d in enumerate(all_days)}
     totals: dict[str, list[int]] = {}
-    daily: dict[str, list[int]] = {}
-    monthly: dict[str, dict[Month, int]] = {}
+    monthly: dict[tuple[str, int, int], int] = {}
+    day_sums: dict[tuple[str, int, int], int] = {}
     keys: set[str] = set()
     for window in windows:
         prefix = f"{window.directory.org.id}/" if environment_wide else ""
@@ -270,28 +277,23 @@ def _workspace_stats(
             )
             column = totals.setdefault(key, [0] * len(all_days))
             column[offset : offset + len(counts)] = counts
-        active = window.active(store, per_workspace=True)
-        for (ws, day), n in active.per_day.items():
-            daily.setdefault(prefix + ws, [0] * len(all_days))[position[day]] = n
-            keys.add(prefix + ws)
+        active = window.active(store, per_workspace=True, daily=False)
         for (ws, y, m), n in active.per_month.items():
-            monthly.setdefault(prefix + ws, {})[Month(y, m)] = n
+            monthly[prefix + ws, y, m] = n
+            keys.add(prefix + ws)
+        for (ws, y, m), n in active.day_sums.items():
+            day_sums[prefix + ws, y, m] = n
     ordered = sorted(keys)
     zeros = [0] * len(all_days)
     months = _month_runs(all_days)
-    daily_columns = [daily.get(k, zeros) for k in ordered]
     return WorkspaceStats(
         total=_rows(all_days, ordered, [totals.get(k, zeros) for k in ordered]),
-        monthly_active=[(m, {k: monthly.get(k, {}).get(m, 0) for k in ordered}) for m, _ in months],
+        monthly_active=[
+            (m, {k: monthly.get((k, m.year, m.month), 0) for k in ordered}) for m, _ in months
+        ],
         daily_active_per_month=[
-            (
-                m,
-                {
-                    k: _mean(c[run.start : run.stop])
-                    for k, c in zip(ordered, daily_columns, strict=True)
-                },
-            )
-            for m, run in months
+            (m, {k: _rounded_mean(day_sums.get((k, m.year, m.month), 0), n) for k in ordered})
+            for m, n in months
         ],
     )
 
@@ -306,18 +308,19 @@ def _rows(
     return [(p, dict(zip(keys, row, strict=True))) for p, row in zip(periods, rows, strict=True)]
 
 
-def _month_runs(all_days: list[date]) -> list[tuple[Month, range]]:
-    """Each month of the (ascending) days, with the range of its days' positions."""
-    runs: list[tuple[Month, range]] = []
-    for month, group in groupby(enumerate(all_days), key=lambda item: _month_of(item[1])):
-        positions = [i for i, _ in group]
-        runs.append((month, range(positions[0], positions[-1] + 1)))
-    return runs
+def _month_runs(all_days: list[date]) -> list[tuple[Month, int]]:
+    """Each month of the (ascending) days, with how many of the days it holds."""
+    return [(month, len(list(group))) for month, group in groupby(all_days, key=_month_of)]
 
 
 def _mean(counts: Sequence[int]) -> int:
     """The mean of the daily counts, rounded half up (exactly)."""
-    return (2 * sum(counts) + len(counts)) // (2 * len(counts))
+    return _rounded_mean(sum(counts), len(counts))
+
+
+def _rounded_mean(total: int, n: int) -> int:
+    """``total / n`` rounded half up, in integers."""
+    return (2 * total + n) // (2 * n)
 
 
 def _existed_during(workspace: Workspace, window: OrgWindow) -> bool:

@@ -9,6 +9,7 @@ the same object, but must let reads run beside writes.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -162,6 +163,7 @@ class Store(ABC):
         during: Sequence[MemberSpan] | None = None,
         per_workspace: bool = False,
         cohort: str | None = None,
+        daily: bool = True,
     ) -> ActiveMembers:
         """Distinct members with an event on the org days ``first_day..last_day`` (inclusive),
         per day and per calendar month of those days.
@@ -171,7 +173,8 @@ class Store(ABC):
         filter); ``per_workspace`` counts each workspace of ``workspace_activity`` events apart.
         ``cohort="developers"``: ``during`` holds exactly the members' developer periods (as
         :meth:`refresh_activity_days` receives them), so a store that keeps per-day counts may
-        answer from them.
+        answer from them. ``daily=False``: the per-day counts are only wanted summed by month
+        (``ActiveMembers.day_sums``), and ``per_day`` may be left empty.
         """
 
     # The activity counts: optional, like the per-department rollups.
@@ -271,6 +274,19 @@ class ActiveMembers:
     per_day: Mapping[tuple[str, date], int]
     #: Keyed by (workspace, year, month).
     per_month: Mapping[tuple[str, int, int], int]
+    #: ``per_day`` summed over each month's days of the window, keyed like ``per_month``:
+    #: what a mean of the daily counts needs, without one figure per group and day.
+    day_sums: Mapping[tuple[str, int, int], int]
+
+    @classmethod
+    def from_days(
+        cls, per_day: Mapping[tuple[str, date], int], per_month: Mapping[tuple[str, int, int], int]
+    ) -> ActiveMembers:
+        """The counts with ``day_sums`` derived from ``per_day``."""
+        sums: Counter[tuple[str, int, int]] = Counter()
+        for (grp, day), n in per_day.items():
+            sums[grp, day.year, day.month] += n
+        return cls(per_day, per_month, dict(sums))
 
 
 # -- app usage: the record of ``Store.app_totals`` ----------------------------------------

@@ -8,7 +8,7 @@ events are refused by the primary key (an ART index lookup per id, not a scan).
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -604,6 +604,7 @@ class DuckDBStore(Store):
         during: Sequence[MemberSpan] | None = None,
         per_workspace: bool = False,
         cohort: str | None = None,
+        daily: bool = True,
     ) -> ActiveMembers:
         kind = _ACTIVITY_KINDS.get(tuple(event_types) if event_types is not None else None)
         if not self.rollups or kind is None or (per_workspace and kind != "workspace"):
@@ -613,7 +614,9 @@ class DuckDBStore(Store):
         stat = _stat_of(kind, per_workspace, during, cohort)
         if stat is None:
             return self._counted(org_id, first_day, last_day, kind, during, per_workspace, None)
-        return self._precounted(org_id, first_day, last_day, stat, kind, during, per_workspace)
+        return self._precounted(
+            org_id, first_day, last_day, stat, kind, during, per_workspace, daily
+        )
 
     def _precounted(
         self,
@@ -624,15 +627,16 @@ class DuckDBStore(Store):
         kind: str,
         during: Sequence[MemberSpan] | None,
         per_workspace: bool,
+        daily: bool,
     ) -> ActiveMembers:
         """From ``activity_count``: each month of the window by its period row (the whole
         month, the window's start to the month's end, the 1st to the window's end) and its
-        days by their day rows; a month with a stale day, or one the window cuts at both ends,
-        is counted from the member-day rows instead."""
+        days by their day rows (or their sums); a month with a stale day, or one the window
+        cuts at both ends, is counted from the member-day rows instead."""
         rows = (
             self._cursor()
             .execute(
-                activity.READ_SQL,
+                activity.READ_SQL[daily],
                 {
                     "org": org_id,
                     "stat": stat,
@@ -648,18 +652,25 @@ class DuckDBStore(Store):
         wanted, counted = _month_periods(first_day, last_day, stale_months)
         per_day: dict[tuple[str, date], int] = {}
         per_month: dict[tuple[str, int, int], int] = {}
+        day_sums: Counter[tuple[str, int, int]] = Counter()
         for grp, start, period, n in rows:
             month = (start.year, start.month)
+            if month not in wanted:
+                continue
             if period == "day":
-                if first_day <= start <= last_day and month in wanted:
-                    per_day[grp, start] = n
-            elif wanted.get(month) == (period, start):
+                per_day[grp, start] = n
+                day_sums[grp, *month] += n
+            elif period == "day_sum":
+                day_sums[grp, *month] = n
+            elif wanted[month] == (period, start):
                 per_month[grp, *month] = n
         for run in _runs(counted):  # each run: the days of consecutive counted months
             rest = self._counted(org_id, run[0], run[-1], kind, during, per_workspace, None)
-            per_day.update(rest.per_day)
+            if daily:
+                per_day.update(rest.per_day)
             per_month.update(rest.per_month)
-        return ActiveMembers(per_day=per_day, per_month=per_month)
+            day_sums.update(rest.day_sums)
+        return ActiveMembers(per_day, per_month, dict(day_sums))
 
     def _counted(
         self,
@@ -936,7 +947,7 @@ def _stat_of(
 
 
 def _active_members(rows: list[tuple[Any, ...]]) -> ActiveMembers:
-    return ActiveMembers(
+    return ActiveMembers.from_days(
         per_day={(r[0], r[1]): r[4] for r in rows if r[5] == 0},
         per_month={(r[0], r[2], r[3]): r[4] for r in rows if r[5] == 1},
     )

@@ -132,15 +132,33 @@ def reset(cursor: duckdb.DuckDBPyConnection, org_id: str | None) -> None:
     )
 
 
-#: The precomputed rows of one stat in a window's months (of the month-wide periods, only those
-#: a window from ``$first`` to ``$last`` can use), then (``period`` NULL) one row per stale day
-#: of those months: one statement, so one snapshot.
-READ_SQL = """
-SELECT grp, start, period, n FROM activity_count
- WHERE org = $org AND stat = $stat AND start BETWEEN $month_first AND $last
-   AND (period IN ('day', 'month') OR (period = 'from_date' AND start = $first)
-        OR (period = 'to_date' AND start = $last))
+def _read_sql(*, daily: bool) -> str:
+    """The precomputed rows of one stat in a window's months: its days ``$first .. $last``
+    (``daily``: one row each; else summed per month, period ``day_sum``), the month-wide
+    periods a window from ``$first`` to ``$last`` can use, then (``period`` NULL) one row per
+    stale day of those months: one statement, so one snapshot."""
+    in_window = "FROM counts WHERE period = 'day' AND start BETWEEN $first AND $last"
+    days = (
+        f"SELECT grp, start, period, n {in_window}"
+        if daily
+        else "SELECT grp, date_trunc('month', start)::DATE AS month, 'day_sum', sum(n)::BIGINT"
+        f" {in_window} GROUP BY grp, month"
+    )
+    return f"""
+WITH counts AS (
+    SELECT grp, start, period, n FROM activity_count
+     WHERE org = $org AND stat = $stat AND start BETWEEN $month_first AND $last
+)
+{days}
+UNION ALL
+SELECT grp, start, period, n FROM counts
+ WHERE period = 'month' OR (period = 'from_date' AND start = $first)
+    OR (period = 'to_date' AND start = $last)
 UNION ALL
 SELECT NULL, day, NULL, 0 FROM activity_days
  WHERE org = $org AND NOT fresh AND day BETWEEN $month_first AND $month_last
 """
+
+
+#: ``_read_sql`` by ``daily``.
+READ_SQL = {daily: _read_sql(daily=daily) for daily in (True, False)}
