@@ -41,22 +41,9 @@ def split_group_spans(
     spans: Mapping[str, Sequence[MemberSpan]], tz: str, first_day: date, last_day: date
 ) -> tuple[pa.Table, pa.Table]:
     """:func:`split_spans` of several groups at once, each row tagged with its group (``grp``)."""
-    wholes, partials = [], []
-    for group, group_spans in spans.items():
-        whole, partial = split_spans(group_spans, tz, first_day, last_day)
-        wholes.append(whole.append_column("grp", pa.array([group] * whole.num_rows, pa.string())))
-        partials.append(
-            partial.append_column("grp", pa.array([group] * partial.num_rows, pa.string()))
-        )
-    empty = split_spans((), tz, first_day, last_day)
-    return (
-        pa.concat_tables(wholes) if wholes else _with_group(empty[0]),
-        pa.concat_tables(partials) if partials else _with_group(empty[1]),
-    )
-
-
-def _with_group(table: pa.Table) -> pa.Table:
-    return table.append_column("grp", pa.array([], pa.string()))
+    flat = [span for group_spans in spans.values() for span in group_spans]
+    labels = [group for group, group_spans in spans.items() for _ in group_spans]
+    return split_spans(flat, tz, first_day, last_day, groups=labels)
 
 
 def usage_parts_sql(by: str = "") -> str:

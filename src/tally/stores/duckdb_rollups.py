@@ -316,7 +316,12 @@ PARTIAL_SCHEMA = pa.schema(
 
 
 def split_spans(
-    spans: Sequence[MemberSpan], tz: str, first_day: date, last_day: date
+    spans: Sequence[MemberSpan],
+    tz: str,
+    first_day: date,
+    last_day: date,
+    *,
+    groups: Sequence[str] | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """Split member spans into the org days they cover whole (answered by the rollups) and the
     partial pieces of days they cover in part (answered by the raw events of those pieces only).
@@ -324,65 +329,65 @@ def split_spans(
     Spans are clipped to the window; a boundary inside a day is rare (a department move, a
     developer flag change), so nearly everything is read from the rollups. Spans covering the
     whole window (nearly all) are sorted out column-wise; only the others are split one by one.
+    ``groups``: one label per span, kept as the ``grp`` column of both tables (every
+    department's subtree spans split in one go: per-group calls cost more than the splitting).
     """
     window_from = to_micros(day_start(first_day, tz))
     window_to = to_micros(day_start(last_day + timedelta(days=1), tz))
     members = pa.array([s.member for s in spans], pa.string())
+    labels = pa.array(groups if groups is not None else [None] * len(spans), pa.string())
     lo = pc.max_element_wise(pa.array([s.from_us for s in spans], pa.int64()), window_from)
     hi = pc.min_element_wise(pa.array([s.to_us for s in spans], pa.int64()), window_to)
     covers = pc.and_(pc.equal(lo, window_from), pc.equal(hi, window_to))
-    covering = members.filter(covers)
-    whole: dict[str, list[Any]] = {"member": [], "first_day": [], "last_day": []}
-    partial: dict[str, list[Any]] = {"member": [], "from_us": [], "to_us": []}
     others = pc.and_(pc.invert(covers), pc.less(lo, hi))
-    for member, low, high in zip(
+    whole: dict[str, list[Any]] = {"member": [], "first_day": [], "last_day": [], "grp": []}
+    partial: dict[str, list[Any]] = {"member": [], "from_us": [], "to_us": [], "grp": []}
+    for member, label, low, high in zip(
         members.filter(others).to_pylist(),
+        labels.filter(others).to_pylist(),
         lo.filter(others).to_pylist(),
         hi.filter(others).to_pylist(),
         strict=True,
     ):
-        _split(whole, partial, member, low, high, tz, (first_day, last_day, window_from, window_to))
+        days, pieces = _split(low, high, tz, (first_day, last_day, window_from, window_to))
+        for first, last in days:
+            _append(whole, member, first, last, label)
+        for from_us, to_us in pieces:
+            _append(partial, member, from_us, to_us, label)
+    covering = pc.sum(covers).as_py() or 0
+    head = {
+        "member": members.filter(covers),
+        "first_day": pa.array([first_day] * covering, pa.date32()),
+        "last_day": pa.array([last_day] * covering, pa.date32()),
+        "grp": labels.filter(covers),
+    }
+    whole_schema, partial_schema = WHOLE_DAYS_SCHEMA, PARTIAL_SCHEMA
+    if groups is None:
+        del head["grp"], whole["grp"], partial["grp"]
+    else:
+        whole_schema = whole_schema.append(pa.field("grp", pa.string()))
+        partial_schema = partial_schema.append(pa.field("grp", pa.string()))
     return (
         pa.concat_tables(
-            [
-                pa.table(
-                    {
-                        "member": covering,
-                        "first_day": pa.array([first_day] * len(covering), pa.date32()),
-                        "last_day": pa.array([last_day] * len(covering), pa.date32()),
-                    },
-                    schema=WHOLE_DAYS_SCHEMA,
-                ),
-                pa.table(whole, schema=WHOLE_DAYS_SCHEMA),
-            ]
+            [pa.table(head, schema=whole_schema), pa.table(whole, schema=whole_schema)]
         ),
-        pa.table(partial, schema=PARTIAL_SCHEMA),
+        pa.table(partial, schema=partial_schema),
     )
 
 
 def _split(
-    whole: dict[str, list[Any]],
-    partial: dict[str, list[Any]],
-    member: str,
-    lo: int,
-    hi: int,
-    tz: str,
-    window: tuple[date, date, int, int],
-) -> None:
-    """One clipped span ``lo .. hi`` into its whole days and partial pieces."""
+    lo: int, hi: int, tz: str, window: tuple[date, date, int, int]
+) -> tuple[list[tuple[date, date]], list[tuple[int, int]]]:
+    """One clipped span ``lo .. hi``: its run of whole days (if any) and its partial pieces."""
     first_day, last_day, window_from, window_to = window
     first = first_day if lo == window_from else _first_whole_day(lo, tz)
     last = last_day if hi == window_to else local_day(from_micros(hi), tz) - timedelta(days=1)
     if first > last:
-        _append(partial, member, lo, hi)
-        return
-    _append(whole, member, first, last)
+        return [], [(lo, hi)]
     first_from = to_micros(day_start(first, tz))
     last_to = to_micros(day_start(last + timedelta(days=1), tz))
-    if lo < first_from:
-        _append(partial, member, lo, first_from)
-    if last_to < hi:
-        _append(partial, member, last_to, hi)
+    pieces = [(a, b) for a, b in ((lo, first_from), (last_to, hi)) if a < b]
+    return [(first, last)], pieces
 
 
 def _first_whole_day(micros: int, tz: str) -> date:
@@ -390,11 +395,9 @@ def _first_whole_day(micros: int, tz: str) -> date:
     return day if to_micros(day_start(day, tz)) == micros else day + timedelta(days=1)
 
 
-def _append(columns: dict[str, list[Any]], member: str, a: Any, b: Any) -> None:
-    values = list(columns.values())
-    values[0].append(member)
-    values[1].append(a)
-    values[2].append(b)
+def _append(columns: dict[str, list[Any]], *row: Any) -> None:
+    for column, value in zip(columns.values(), row, strict=True):
+        column.append(value)
 
 
 #: The event type each member-day kind but ``any`` rolls up.
