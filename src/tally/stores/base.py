@@ -217,9 +217,10 @@ class MemberSpan(msgspec.Struct, frozen=True):
 
 
 # -- department usage: the records of ``Store.assistant_usage`` ---------------------------
+# Array-like: a store may keep them serialized as JSON arrays, in field order.
 
 
-class CompletionUsage(msgspec.Struct, frozen=True):
+class CompletionUsage(msgspec.Struct, frozen=True, array_like=True):
     """One (``ide``, ``language``) of a day's ``completion`` events."""
 
     ide: str
@@ -231,7 +232,7 @@ class CompletionUsage(msgspec.Struct, frozen=True):
     active_developers: int
 
 
-class ChatUsage(msgspec.Struct, frozen=True):
+class ChatUsage(msgspec.Struct, frozen=True, array_like=True):
     """One (``chat_type``, ``ide``) of a day's ``chat`` events."""
 
     chat_type: str
@@ -241,7 +242,7 @@ class ChatUsage(msgspec.Struct, frozen=True):
     active_developers: int
 
 
-class CodingUsage(msgspec.Struct, frozen=True):
+class CodingUsage(msgspec.Struct, frozen=True, array_like=True):
     """One ``language`` of a day's ``code`` events (``lines_accepted_chat``: of ``source=chat``)."""
 
     language: str
@@ -251,7 +252,7 @@ class CodingUsage(msgspec.Struct, frozen=True):
     active_developers: int
 
 
-class AssistantDay(msgspec.Struct, frozen=True):
+class AssistantDay(msgspec.Struct, frozen=True, array_like=True):
     """A day's assistant usage: distinct members per event type, and the three breakdowns."""
 
     day: date

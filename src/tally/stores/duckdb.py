@@ -51,7 +51,7 @@ from tally.timeutil import days as days_between
 from tally.timeutil import from_micros, month_first, month_last, next_month, to_micros
 from tally.tokens import TokenRecord
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: Appends between two compactions of the rollup deltas they touched.
 COMPACT_EVERY = 200
 
@@ -158,6 +158,10 @@ class DuckDBStore(Store):
                 self._db.execute("DROP TABLE activity_count")
                 self._db.execute(activity.SCHEMA)
                 activity.reset(self._db, None)
+            if version < 6:  # version 6 keeps one usage record per department and day
+                self._db.execute("DROP TABLE department_day")
+                self._db.execute(departments.SCHEMA)
+                departments.reset_departments(self._db, None)
             self._db.execute("COMMIT")
         self._db.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
@@ -549,22 +553,22 @@ class DuckDBStore(Store):
             with self._span_tables(cursor, org_id, spans, first_day, last_day):
                 rows = cursor.execute(departments.USAGE_FROM_SPANS_SQL, params).fetchall()
             return _assistant_days(rows)
-        # Fresh days from the department's own rows, and (last, as part -1) the stale days,
-        # which the member-day rows of the spans answer: one statement, so one snapshot.
+        # Fresh days from the department's own records, and the stale days, which the
+        # member-day rows of the spans answer: one statement, so one snapshot.
         rows = cursor.execute(
             departments.USAGE_FROM_DEPARTMENT_DAY_SQL,
             {"org": org_id, "department": department, "first": first_day, "last": last_day},
         ).fetchall()
-        stale: list[date] = []
-        while rows and rows[-1][0] == -1:
-            stale.append(rows.pop()[1])
+        days = departments.decode_days([usage for _, usage in rows if usage is not None])
+        stale = [day for day, usage in rows if usage is None]
         if stale:
-            stale.reverse()
             with self._span_tables(cursor, org_id, spans, stale[0], stale[-1]):
                 params.update(first=stale[0], last=stale[-1], days=stale)
-                rows += cursor.execute(departments.USAGE_FROM_SPANS_SQL, params).fetchall()
-            rows.sort(key=lambda r: (r[1], r[0], r[2] or "", r[3] or ""))
-        return _assistant_days(rows)
+                days += _assistant_days(
+                    cursor.execute(departments.USAGE_FROM_SPANS_SQL, params).fetchall()
+                )
+            days.sort(key=lambda usage: usage.day)
+        return days
 
     @contextmanager
     def _span_tables(

@@ -1,7 +1,11 @@
 """The per-department second level of the DuckDB store: department usage per subtree and day.
 
-``department_day`` holds, per org day and department, the answer rows of the department's whole
-subtree (distinct members counted once per subtree), and ``department_days`` lists the org days
+``department_day`` holds, per org day and department, the day's usage of the department's whole
+subtree (distinct members counted once per subtree) as one ready record: the JSON array of an
+``AssistantDay`` (its breakdowns sorted), built by DuckDB when the day is refreshed, so a reader
+fetches one value per day and msgspec decodes it straight into records (fetching the ~100
+breakdown rows of each day, sorting and assembling them cost more than the rest of an answer).
+``department_days`` lists the org days
 with assistant events and whether their ``department_day`` rows are *fresh*. Those rows depend
 on the directory (who is in which department when), so they are not updated in the append's
 transaction: an append, or a directory change that moves members, marks its days stale, a
@@ -15,9 +19,10 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 
 import duckdb
+import msgspec
 import pyarrow as pa
 
-from tally.stores.base import MemberSpan
+from tally.stores.base import AssistantDay, MemberSpan
 from tally.stores.duckdb_rollups import (
     ASSISTANT_KINDS,
     mark_fresh,
@@ -27,9 +32,7 @@ from tally.stores.duckdb_rollups import (
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS department_day (
-    org VARCHAR NOT NULL, department VARCHAR NOT NULL, day DATE NOT NULL, part TINYINT NOT NULL,
-    key1 VARCHAR, key2 VARCHAR,
-    a BIGINT NOT NULL, b BIGINT NOT NULL, c BIGINT NOT NULL, d BIGINT NOT NULL, n BIGINT NOT NULL
+    org VARCHAR NOT NULL, department VARCHAR NOT NULL, day DATE NOT NULL, usage VARCHAR NOT NULL
 );
 CREATE TABLE IF NOT EXISTS department_days (
     org VARCHAR NOT NULL, day DATE NOT NULL, fresh BOOLEAN NOT NULL, PRIMARY KEY (org, day)
@@ -79,20 +82,45 @@ WITH hits AS MATERIALIZED ({span_rows_sql(ASSISTANT_KINDS)})
 ORDER BY day, part, key1, key2
 """
 
-#: The same rows from ``department_day`` for one department's fresh days, then one row of part
-#: -1 per stale day of the window (those must be answered from the spans).
+#: The usage of one department's fresh days from ``department_day``, then (``usage`` NULL) the
+#: stale days of the window, which must be answered from the spans; ascending days.
 USAGE_FROM_DEPARTMENT_DAY_SQL = """
 WITH stale AS (
     SELECT day FROM department_days
      WHERE org = $org AND NOT fresh AND day BETWEEN $first AND $last
 )
-SELECT part, day, key1, key2, a, b, c, d, n FROM department_day
+SELECT day, usage FROM department_day
  WHERE org = $org AND department = $department AND day BETWEEN $first AND $last
    AND day NOT IN (SELECT day FROM stale)
 UNION ALL
-SELECT -1, day, NULL, NULL, 0, 0, 0, 0, 0 FROM stale
-ORDER BY part = -1, day, part, key1, key2
+SELECT day, NULL FROM stale
+ORDER BY day
 """
+
+#: One ``AssistantDay`` per (grp, day) of the usage rows ``parts`` (see
+#: :func:`usage_parts_sql`), as a JSON array in the records' field order.
+_DAY_RECORDS_SQL = """
+SELECT grp, day, json_array(
+    day,
+    any_value(a) FILTER (WHERE part = 0),
+    any_value(b) FILTER (WHERE part = 0),
+    any_value(c) FILTER (WHERE part = 0),
+    coalesce(to_json(list(json_array(key1, key2, a, b, c, d, n) ORDER BY key1, key2)
+                     FILTER (WHERE part = 1)), '[]'),
+    coalesce(to_json(list(json_array(key1, key2, a, b, n) ORDER BY key1, key2)
+                     FILTER (WHERE part = 2)), '[]'),
+    coalesce(to_json(list(json_array(key1, a, b, c, n) ORDER BY key1)
+                     FILTER (WHERE part = 3)), '[]')
+)::VARCHAR
+  FROM parts GROUP BY grp, day
+"""
+
+_DAY_DECODER = msgspec.json.Decoder(AssistantDay)
+
+
+def decode_days(records: Sequence[str]) -> list[AssistantDay]:
+    """The ``usage`` values of ``department_day`` as records."""
+    return [_DAY_DECODER.decode(record) for record in records]
 
 
 def refresh_departments(cursor: duckdb.DuckDBPyConnection, org_id: str, days: list[date]) -> None:
@@ -106,9 +134,10 @@ def refresh_departments(cursor: duckdb.DuckDBPyConnection, org_id: str, days: li
     )
     cursor.execute(
         f"""
-        INSERT INTO department_day (org, department, part, day, key1, key2, a, b, c, d, n)
-        WITH hits AS MATERIALIZED ({span_rows_sql(ASSISTANT_KINDS, grouped=True)})
-        SELECT $org, * FROM ({usage_parts_sql("grp")}) ORDER BY grp, day, part
+        INSERT INTO department_day (org, department, day, usage)
+        WITH hits AS MATERIALIZED ({span_rows_sql(ASSISTANT_KINDS, grouped=True)}),
+             parts AS ({usage_parts_sql("grp")})
+        SELECT $org, * FROM ({_DAY_RECORDS_SQL}) ORDER BY 1, 2
         """,
         params,
     )
