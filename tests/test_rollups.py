@@ -43,7 +43,7 @@ def _event(rng: random.Random, n: int, members: list[str]) -> dict[str, Any]:
         accepted = rng.random() < 0.5
         event |= {
             "ide": rng.choice(["vscode", "jetbrains"]),
-            "language": rng.choice(["go", "py"]),
+            "language": rng.choice(["go", "py", "Ünïcode"]),
             "lines_suggested": rng.randint(0, 9),
             "accepted": accepted,
             "lines_accepted": rng.randint(0, 5) if accepted else 0,
@@ -52,7 +52,8 @@ def _event(rng: random.Random, n: int, members: list[str]) -> dict[str, Any]:
         event |= {
             "ide": rng.choice(["vscode", "jetbrains"]),
             "accepted": rng.random() < 0.5,
-            "chat_type": rng.choice(["EXPLAIN_CODE", "FREE_INPUT", "refactor"]),
+            # quotes, a backslash and non-ASCII: the stored usage records are JSON
+            "chat_type": rng.choice(["EXPLAIN_CODE", "FREE_INPUT", "refactor", 'say "hi" \\ 日本']),
         }
     elif kind == "code":
         event |= {
