@@ -1,7 +1,7 @@
 """A file written by an older schema opens with the same answers (schema 1 kept the activity
 kinds inside member_day; schema 2 had no per-department rollups, schema 3 no activity
 counts, schema 4 no to-date / from-date counts, schemas 3 to 5 kept the per-department usage as
-breakdown rows)."""
+breakdown rows, schemas 4 and 5 the activity counts without totals)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,14 @@ CREATE TABLE department_day (
 )
 """
 
+#: ``activity_count`` of schemas 4 and 5: no totals.
+COUNTS_LAYOUT = """
+CREATE TABLE activity_count (
+    org VARCHAR NOT NULL, stat VARCHAR NOT NULL, grp VARCHAR NOT NULL, period VARCHAR NOT NULL,
+    start DATE NOT NULL, n BIGINT NOT NULL
+)
+"""
+
 
 @pytest.mark.parametrize("old_version", [1, 2, 3, 4, 5])
 def test_older_file_migrates_with_the_same_answers(
@@ -35,9 +43,14 @@ def test_older_file_migrates_with_the_same_answers(
     raw = duckdb.connect(str(settings.db_path))  # make it look like a file of old_version
     assistant_days = raw.execute("SELECT DISTINCT day FROM member_day ORDER BY day").fetchall()
     event_days = raw.execute("SELECT DISTINCT day FROM events ORDER BY day").fetchall()
-    if old_version < 5:
-        raw.execute("DROP TABLE activity_count")
+    raw.execute("DROP TABLE activity_count")
+    if old_version < 4:
         raw.execute("DROP TABLE activity_days")
+    else:  # counts a reader of schema 6 must not take for its own (no totals)
+        raw.execute(COUNTS_LAYOUT)
+        raw.execute(
+            "INSERT INTO activity_count SELECT org, 'users', '', 'day', day, 9 FROM activity_days"
+        )
     raw.execute("DROP TABLE department_day")
     if old_version < 3:
         raw.execute("DROP TABLE department_days")
@@ -56,9 +69,8 @@ def test_older_file_migrates_with_the_same_answers(
         # Every day with assistant events waits for a refresh; answers are the same meanwhile.
         stale = reopened.store.stale_department_days("acme")
         assert [(day,) for day in stale] == assistant_days
-        if old_version < 5:
-            stale = reopened.store.stale_activity_days("acme")
-            assert [(day,) for day in stale] == event_days
+        stale = reopened.store.stale_activity_days("acme")
+        assert [(day,) for day in stale] == event_days
         reopened.access.bootstrap_admin(settings.admin_token)
         with TestClient(create_app(reopened)) as again:
             assert all_answers(again) == before

@@ -8,7 +8,7 @@ events are refused by the primary key (an ART index lookup per id, not a scan).
 from __future__ import annotations
 
 import threading
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -152,16 +152,15 @@ class DuckDBStore(Store):
                 moved = "kind IN ('any', 'workspace')"
                 self._db.execute(f"INSERT INTO activity_day SELECT * FROM member_day WHERE {moved}")
                 self._db.execute(f"DELETE FROM member_day WHERE {moved}")
-            if version < 3:  # version 3 added the per-department rollups: all days stale
+            if version < 6:  # versions 3 to 6 added the second level and reshaped it: anew
+                for table, schema in (
+                    ("department_day", departments.SCHEMA),
+                    ("activity_count", activity.SCHEMA),
+                ):
+                    self._db.execute(f"DROP TABLE {table}")
+                    self._db.execute(schema)
                 departments.reset_departments(self._db, None)
-            if version < 5:  # version 4 added the activity counts, 5 their periods
-                self._db.execute("DROP TABLE activity_count")
-                self._db.execute(activity.SCHEMA)
                 activity.reset(self._db, None)
-            if version < 6:  # version 6 keeps one usage record per department and day
-                self._db.execute("DROP TABLE department_day")
-                self._db.execute(departments.SCHEMA)
-                departments.reset_departments(self._db, None)
             self._db.execute("COMMIT")
         self._db.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
@@ -652,29 +651,27 @@ class DuckDBStore(Store):
             )
             .fetchall()
         )
-        stale_months = {(start.year, start.month) for _, start, period, _ in rows if period is None}
+        stale_months = {
+            (start.year, start.month) for _, start, period, *_ in rows if period is None
+        }
         wanted, counted = _month_periods(first_day, last_day, stale_months)
         per_day: dict[tuple[str, date], int] = {}
         per_month: dict[tuple[str, int, int], int] = {}
-        day_sums: Counter[tuple[str, int, int]] = Counter()
-        for grp, start, period, n in rows:
+        day_sums: dict[tuple[str, int, int], int] = {}
+        for grp, start, period, n, total in rows:
             month = (start.year, start.month)
-            if month not in wanted:
-                continue
             if period == "day":
                 per_day[grp, start] = n
-                day_sums[grp, *month] += n
-            elif period == "day_sum":
-                day_sums[grp, *month] = n
-            elif wanted[month] == (period, start):
+            elif wanted.get(month) == (period, start):
                 per_month[grp, *month] = n
+                day_sums[grp, *month] = total
         for run in _runs(counted):  # each run: the days of consecutive counted months
             rest = self._counted(org_id, run[0], run[-1], kind, during, per_workspace, None)
             if daily:
                 per_day.update(rest.per_day)
             per_month.update(rest.per_month)
             day_sums.update(rest.day_sums)
-        return ActiveMembers(per_day, per_month, dict(day_sums))
+        return ActiveMembers(per_day, per_month, day_sums)
 
     def _counted(
         self,

@@ -11,7 +11,9 @@ than a month is then answered from precomputed rows alone. The stats:
 - ``workspace``: members with a ``workspace_activity`` event in workspace ``grp``;
 - ``developers``: members with a ``workspace_activity`` event while a developer (``grp`` ``""``).
 
-A distinct count cannot be summed across days, hence the periods. ``activity_days`` lists the
+A distinct count cannot be summed across days, hence the periods. Each row also holds
+``total``, the sum of the period's daily counts: a mean of the daily counts over a window's
+month (the workspaces' ``daily_active_users``) then needs no day rows. ``activity_days`` lists the
 org days with events and whether their rows are fresh: every append marks its days stale, and
 so does a directory change of who is a developer when. A month's ``month``, ``to_date`` and
 ``from_date`` rows are current exactly when every day of the month is fresh, because a refresh
@@ -31,7 +33,7 @@ from tally.timeutil import month_last
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS activity_count (
     org VARCHAR NOT NULL, stat VARCHAR NOT NULL, grp VARCHAR NOT NULL, period VARCHAR NOT NULL,
-    start DATE NOT NULL, n BIGINT NOT NULL
+    start DATE NOT NULL, n BIGINT NOT NULL, total BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS activity_days (
     org VARCHAR NOT NULL, day DATE NOT NULL, fresh BOOLEAN NOT NULL, PRIMARY KEY (org, day)
@@ -62,9 +64,10 @@ def active_rows_sql(kind: str, *, per_workspace: bool, during: bool) -> str:
     return f"SELECT DISTINCT {group} AS grp, day, member FROM ({source})"
 
 
-#: Distinct members per (grp, day) and per (grp, month) of the rows of ``active``.
+#: Distinct members per (grp, day) and per (grp, month) of the rows of ``active``, and the sum
+#: of the daily counts (``active`` is distinct: its rows per group and period).
 COUNTS_SQL = """
-SELECT grp, day, year(day), month(day), count(DISTINCT member), grouping(day)
+SELECT grp, day, year(day), month(day), count(DISTINCT member), grouping(day), count(*)
   FROM active GROUP BY GROUPING SETS ((grp, day), (grp, year(day), month(day)))
 """
 
@@ -74,10 +77,18 @@ SELECT grp, day, year(day), month(day), count(DISTINCT member), grouping(day)
 _TO_AND_FROM_DATE_CTES = """
 bounds AS (SELECT grp, member, min(day) AS first, max(day) AS last FROM active GROUP BY ALL),
 month_days AS (SELECT unnest(generate_series($first, $last, INTERVAL 1 DAY))::DATE AS day),
-to_and_from AS (
+distinct_counts AS (
     SELECT b.grp, d.day, count(*) FILTER (WHERE b.first <= d.day) AS to_date,
            count(*) FILTER (WHERE b.last >= d.day) AS from_date
       FROM bounds AS b CROSS JOIN month_days AS d GROUP BY b.grp, d.day
+),
+daily AS (SELECT grp, day, count(*) AS n FROM active GROUP BY grp, day),
+to_and_from AS (
+    SELECT c.grp, c.day, c.to_date, c.from_date,
+           sum(x.n) FILTER (WHERE x.day <= c.day) AS to_total,
+           sum(x.n) FILTER (WHERE x.day >= c.day) AS from_total
+      FROM distinct_counts AS c JOIN daily AS x ON x.grp = c.grp
+     GROUP BY c.grp, c.day, c.to_date, c.from_date
 )
 """
 
@@ -104,13 +115,14 @@ def refresh_month(
                  counts AS ({COUNTS_SQL}),
                  {_TO_AND_FROM_DATE_CTES}
             SELECT $org, '{stat}', c.grp, CASE WHEN c.g = 1 THEN 'month' ELSE 'day' END,
-                   CASE WHEN c.g = 1 THEN make_date(c.y, c.m, 1) ELSE c.day END, c.n
-              FROM counts AS c(grp, day, y, m, n, g)
+                   CASE WHEN c.g = 1 THEN make_date(c.y, c.m, 1) ELSE c.day END, c.n, c.total
+              FROM counts AS c(grp, day, y, m, n, g, total)
              WHERE c.g = 1 OR list_contains($stale, c.day)
             UNION ALL
-            SELECT $org, '{stat}', grp, 'to_date', day, to_date FROM to_and_from WHERE to_date > 0
+            SELECT $org, '{stat}', grp, 'to_date', day, to_date, to_total FROM to_and_from
+             WHERE to_date > 0
             UNION ALL
-            SELECT $org, '{stat}', grp, 'from_date', day, from_date FROM to_and_from
+            SELECT $org, '{stat}', grp, 'from_date', day, from_date, from_total FROM to_and_from
              WHERE from_date > 0
             """,
             {**params, "days": None},
@@ -133,31 +145,29 @@ def reset(cursor: duckdb.DuckDBPyConnection, org_id: str | None) -> None:
 
 
 def _read_sql(*, daily: bool) -> str:
-    """The precomputed rows of one stat in a window's months: its days ``$first .. $last``
-    (``daily``: one row each; else summed per month, period ``day_sum``), the month-wide
-    periods a window from ``$first`` to ``$last`` can use, then (``period`` NULL) one row per
-    stale day of those months: one statement, so one snapshot."""
-    in_window = "FROM counts WHERE period = 'day' AND start BETWEEN $first AND $last"
-    days = (
-        f"SELECT grp, start, period, n {in_window}"
-        if daily
-        else "SELECT grp, date_trunc('month', start)::DATE AS month, 'day_sum', sum(n)::BIGINT"
-        f" {in_window} GROUP BY grp, month"
+    """The precomputed rows of one stat in a window's months: (``daily`` only) its day rows
+    ``$first .. $last``, the month-wide rows a window from ``$first`` to ``$last`` can use,
+    then (``period`` NULL) one row per stale day of those months: one statement, so one
+    snapshot. Columns: grp, start, period, n, total. (One simple select per period: DuckDB
+    prunes each by its own filter, which it did not for one select of ORed periods.)"""
+    periods = [
+        "period = 'month' AND start BETWEEN $month_first AND $last",
+        "period = 'from_date' AND start = $first",
+        "period = 'to_date' AND start = $last",
+    ]
+    if daily:
+        periods.insert(0, "period = 'day' AND start BETWEEN $first AND $last")
+    return "\nUNION ALL\n".join(
+        [
+            *(
+                "SELECT grp, start, period, n, total FROM activity_count"
+                f" WHERE org = $org AND stat = $stat AND {period}"
+                for period in periods
+            ),
+            "SELECT NULL, day, NULL, 0, 0 FROM activity_days"
+            " WHERE org = $org AND NOT fresh AND day BETWEEN $month_first AND $month_last",
+        ]
     )
-    return f"""
-WITH counts AS (
-    SELECT grp, start, period, n FROM activity_count
-     WHERE org = $org AND stat = $stat AND start BETWEEN $month_first AND $last
-)
-{days}
-UNION ALL
-SELECT grp, start, period, n FROM counts
- WHERE period = 'month' OR (period = 'from_date' AND start = $first)
-    OR (period = 'to_date' AND start = $last)
-UNION ALL
-SELECT NULL, day, NULL, 0 FROM activity_days
- WHERE org = $org AND NOT fresh AND day BETWEEN $month_first AND $month_last
-"""
 
 
 #: ``_read_sql`` by ``daily``.
