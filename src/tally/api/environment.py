@@ -3,8 +3,9 @@ DRF-style errors: field lists for validation, ``{"detail": ...}`` for everything
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
+from itertools import chain
 from typing import cast
 
 import msgspec
@@ -243,17 +244,27 @@ def _shape(stats_type: StatsType, result: MemberStats | WorkspaceStats) -> Stati
 
 
 def _workspaces(result: WorkspaceStats) -> WorkspaceUsage:
+    keys = result.keys
     return WorkspaceUsage(
         total_users=[
-            {"year": d.year, "month": d.month, "day": d.day, **counts} for d, counts in result.total
+            _row(("year", "month", "day"), (d.year, d.month, d.day), keys, figures)
+            for d, figures in result.total
         ],
         monthly_active_users=[
-            {"year": m.year, "month": m.month, **counts} for m, counts in result.monthly_active
+            _row(("year", "month"), (m.year, m.month), keys, figures)
+            for m, figures in result.monthly_active
         ],
         daily_active_users={
             "per_month": [
-                {"year": m.year, "month": m.month, **counts}
-                for m, counts in result.daily_active_per_month
+                _row(("year", "month"), (m.year, m.month), keys, figures)
+                for m, figures in result.daily_active_per_month
             ]
         },
     )
+
+
+def _row(
+    date_keys: tuple[str, ...], when: tuple[int, ...], keys: list[str], figures: Sequence[int]
+) -> dict[str, int]:
+    """``{<date keys>, <workspace key>: figure, ...}``, built in one go."""
+    return dict(zip(chain(date_keys, keys), chain(when, figures), strict=True))

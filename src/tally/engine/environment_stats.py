@@ -60,11 +60,14 @@ class MemberStats:
 
 @dataclass(frozen=True)
 class WorkspaceStats:
-    """The ``workspaces`` figures: every row holds the same keys (sorted), one per workspace."""
+    """The ``workspaces`` figures: every row holds one figure per key of ``keys`` (sorted), in
+    that order (rows of figures rather than dictionaries: the facade builds each answer row
+    once, with its date keys)."""
 
-    total: list[tuple[date, dict[str, int]]]
-    monthly_active: list[tuple[Month, dict[str, int]]]
-    daily_active_per_month: list[tuple[Month, dict[str, int]]]
+    keys: list[str]
+    total: list[tuple[date, Sequence[int]]]
+    monthly_active: list[tuple[Month, Sequence[int]]]
+    daily_active_per_month: list[tuple[Month, Sequence[int]]]
 
 
 def environment_statistics(
@@ -285,27 +288,21 @@ def _workspace_stats(
             day_sums[prefix + ws, y, m] = n
     ordered = sorted(keys)
     zeros = [0] * len(all_days)
+    columns = [totals.get(k, zeros) for k in ordered]
     months = _month_runs(all_days)
     return WorkspaceStats(
-        total=_rows(all_days, ordered, [totals.get(k, zeros) for k in ordered]),
+        keys=ordered,
+        total=list(zip(all_days, zip(*columns, strict=True), strict=True))
+        if ordered
+        else [(d, ()) for d in all_days],
         monthly_active=[
-            (m, {k: monthly.get((k, m.year, m.month), 0) for k in ordered}) for m, _ in months
+            (m, [monthly.get((k, m.year, m.month), 0) for k in ordered]) for m, _ in months
         ],
         daily_active_per_month=[
-            (m, {k: _rounded_mean(day_sums.get((k, m.year, m.month), 0), n) for k in ordered})
+            (m, [_rounded_mean(day_sums.get((k, m.year, m.month), 0), n) for k in ordered])
             for m, n in months
         ],
     )
-
-
-def _rows(
-    periods: list[date], keys: list[str], columns: list[list[int]]
-) -> list[tuple[date, dict[str, int]]]:
-    """Per-key columns turned into one ``{key: figure}`` row per period."""
-    if not keys:
-        return [(p, {}) for p in periods]
-    rows = zip(*columns, strict=True)
-    return [(p, dict(zip(keys, row, strict=True))) for p, row in zip(periods, rows, strict=True)]
 
 
 def _month_runs(all_days: list[date]) -> list[tuple[Month, int]]:
