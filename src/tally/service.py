@@ -18,7 +18,11 @@ class Tally:
         self.store = (
             store
             if store is not None
-            else open_store(settings.db_path, memory_limit=settings.store_memory_limit)
+            else open_store(
+                settings.db_path,
+                memory_limit=settings.store_memory_limit,
+                checkpoint_threshold=settings.store_checkpoint_threshold,
+            )
         )
         self.directory = DirectoryService(self.store, settings.clock)
         self.access = AccessService(self.store, settings.clock)

@@ -52,6 +52,11 @@ class Settings:
     events_page_max: int = 1000
     #: Cap on the store's buffer memory (DuckDB ``memory_limit``, e.g. ``1GB``; empty: default).
     store_memory_limit: str = ""
+    #: Write-ahead log size past which the store checkpoints into the file (DuckDB
+    #: ``checkpoint_threshold``). DuckDB rewrites the whole primary-key index at every
+    #: checkpoint, so its 16MB default makes appends to a large store slower the larger it is;
+    #: a larger log costs a longer replay after a crash (only then).
+    store_checkpoint_threshold: str = "1GB"
     #: Seconds between the server's background refreshes of the second-level rollups (per
     #: department, activity counts); 0 switches them off (stale days are then answered, more
     #: slowly, from the member-day rollups). Each refresh holds appends off while it writes.

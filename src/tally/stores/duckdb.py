@@ -114,7 +114,9 @@ def _dt(micros: int | None) -> datetime | None:
 class DuckDBStore(Store):
     """A :class:`Store` in one DuckDB file."""
 
-    def __init__(self, path: Path, *, memory_limit: str = "") -> None:
+    def __init__(
+        self, path: Path, *, memory_limit: str = "", checkpoint_threshold: str = ""
+    ) -> None:
         self.path = path
         try:
             self._db = duckdb.connect(str(path))
@@ -124,8 +126,12 @@ class DuckDBStore(Store):
                     f"{path} is in use by another process (is `tally serve` running on it?)"
                 ) from exc
             raise
-        if memory_limit:
-            self._db.execute(f"SET memory_limit = '{_setting_value(memory_limit)}'")
+        for setting, value in (
+            ("memory_limit", memory_limit),
+            ("checkpoint_threshold", checkpoint_threshold),
+        ):
+            if value:
+                self._db.execute(f"SET {setting} = '{_setting_value(value)}'")
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._db.execute(SCHEMA)
