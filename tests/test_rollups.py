@@ -307,3 +307,43 @@ def test_rollups_match_a_plain_python_count(admin: Admin, client: TestClient) ->
     }
     # every member sits in the root's subtree at every instant, so the root sees them all
     assert got == {day: len(members) for day, members in expected.items()}
+
+
+def test_a_stale_month_drops_day_counts_that_became_zero(
+    admin: Admin, client: TestClient, tally: Tally
+) -> None:
+    """A developer's only workspace day is counted and refreshed; then the member turns out
+    never to have been a developer. Until the next refresh the month is stale, and that day
+    must read 0 (the precomputed row of 1 is outdated, and the recount has no row for it)."""
+    admin.org("acme", "UTC")
+    member = {"name": "m", "created_at": "2026-01-01T00:00:00Z"}
+    admin.put("acme/members/m", member | {"developer": True})
+    admin.put("acme/workspaces/w", {"name": "w", "created_at": "2026-01-01T00:00:00Z"})
+    admin.events(
+        "acme",
+        [
+            {
+                "id": "e1",
+                "time": "2026-02-10T12:00:00Z",
+                "type": "workspace_activity",
+                "member": "m",
+                "workspace": "w",
+            }
+        ],
+    )
+    window = (date(2026, 2, 1), date(2026, 3, 31))  # whole months: precomputed rows answer
+
+    def per_day_on_the_10th() -> list[int]:
+        daily = _environment(client, "developers", *window)["developers"]["daily_active_developers"]
+        return [d["count"] for d in daily["per_day"] if (d["month"], d["day"]) == (2, 10)]
+
+    assert tally.refresh_rollups() > 0
+    assert per_day_on_the_10th() == [1]
+    admin.put(
+        "acme/members/m",
+        member | {"developer": False, "effective_at": "2026-01-01T00:00:00Z"},  # replaces it
+    )
+    assert tally.store.stale_activity_days("acme")  # the month waits for a refresh
+    assert per_day_on_the_10th() == [0]
+    tally.refresh_rollups()
+    assert per_day_on_the_10th() == [0]

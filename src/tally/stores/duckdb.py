@@ -666,9 +666,11 @@ class DuckDBStore(Store):
         day_sums: dict[tuple[str, int, int], int] = {}
         for grp, start, period, n, total in rows:
             month = (start.year, start.month)
+            if month not in wanted:  # a counted month: its rows may be stale, or not enough
+                continue
             if period == "day":
                 per_day[grp, start] = n
-            elif wanted.get(month) == (period, start):
+            elif wanted[month] == (period, start):
                 per_month[grp, *month] = n
                 day_sums[grp, *month] = total
         for run in _runs(counted):  # each run: the days of consecutive counted months
