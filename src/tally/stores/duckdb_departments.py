@@ -5,12 +5,12 @@ subtree (distinct members counted once per subtree) as one ready record: the JSO
 ``AssistantDay`` (its breakdowns sorted), built by DuckDB when the day is refreshed, so a reader
 fetches one value per day and msgspec decodes it straight into records (fetching the ~100
 breakdown rows of each day, sorting and assembling them cost more than the rest of an answer).
-``department_days`` lists the org days
-with assistant events and whether their ``department_day`` rows are *fresh*. Those rows depend
-on the directory (who is in which department when), so they are not updated in the append's
-transaction: an append, or a directory change that moves members, marks its days stale, a
-refresher recomputes stale days (:func:`refresh_departments`), and a reader answers stale days
-from ``member_day`` instead.
+
+``department_days`` lists the org days with assistant events and whether their
+``department_day`` rows are *fresh*. Those rows depend on the directory (who is in which
+department when), so they are not updated in the append's transaction: an append, or a
+directory change that moves members, marks its days stale, a refresher recomputes stale days
+(:func:`refresh_departments`), and a reader answers stale days from ``member_day`` instead.
 """
 
 from __future__ import annotations
