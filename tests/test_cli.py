@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from tally.cli import cli
+from tally.cli import cli, settle_heap
 from tally.model.directory import MemberInput, OrgInput
 from tally.service import Tally
 from tally.settings import Settings
@@ -210,3 +211,22 @@ def test_import_while_the_server_holds_the_file_says_so(db: Path, tmp_path: Path
         server.stop()
     assert result.exit_code != 0
     assert "is in use by another process (is `tally serve` running on it?)" in result.output
+
+
+def test_settle_heap_loads_every_directory_and_freezes_it(db: Path) -> None:
+    tally = Tally(Settings(db_path=db))
+    threshold = gc.get_threshold()
+    try:
+        settle_heap(tally)
+        assert gc.get_threshold()[0] == 10_000
+        # every organization's snapshot was loaded before the freeze (one loaded now would
+        # be among the collected objects)
+        snapshots = [tally.directory.require(org.id) for org in tally.directory.orgs()]
+        assert len(snapshots) == 1
+        assert gc.get_freeze_count() > 0
+        collected = {id(o) for o in gc.get_objects()}  # frozen objects are not among them
+        assert all(gc.is_tracked(s) and id(s) not in collected for s in snapshots)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+        tally.close()

@@ -167,6 +167,18 @@ class OrgWindow:
                 counts.add(run)
         return counts.values()
 
+    def workspace_columns(self) -> dict[str, tuple[bool, list[int]]]:
+        """Per workspace: whether it existed at some moment of the window, and its members at
+        each day's end (``workspace_totals``), derived once per snapshot and window."""
+
+        def columns() -> dict[str, tuple[bool, list[int]]]:
+            return {
+                workspace.id: (_existed_during(workspace, self), self.workspace_totals(workspace))
+                for workspace in self.directory.workspaces.values()
+            }
+
+        return derived(self.directory, ("workspace columns", *self.key), columns)
+
     def active(
         self,
         store: Store,
@@ -269,40 +281,51 @@ def _workspace_stats(
     for window in windows:
         prefix = f"{window.directory.org.id}/" if environment_wide else ""
         offset = position[window.days[0]]  # a window's days are consecutive
-        for workspace in window.directory.workspaces.values():
-            key = prefix + workspace.id
-            if _existed_during(workspace, window):
+        for workspace_id, (existed, counts) in window.workspace_columns().items():
+            key = prefix + workspace_id
+            if existed:
                 keys.add(key)
-            counts = derived(
-                window.directory,
-                ("workspace totals", workspace.id, *window.key),
-                lambda: window.workspace_totals(workspace),  # noqa: B023  (called at once)
-            )
             column = totals.setdefault(key, [0] * len(all_days))
             column[offset : offset + len(counts)] = counts
         active = window.active(store, per_workspace=True, daily=False)
-        for (ws, y, m), n in active.per_month.items():
-            monthly[prefix + ws, y, m] = n
-            keys.add(prefix + ws)
-        for (ws, y, m), n in active.day_sums.items():
-            day_sums[prefix + ws, y, m] = n
+        if prefix:
+            monthly.update(((prefix + ws, y, m), n) for (ws, y, m), n in active.per_month.items())
+            day_sums.update(((prefix + ws, y, m), n) for (ws, y, m), n in active.day_sums.items())
+        else:
+            monthly.update(active.per_month)
+            day_sums.update(active.day_sums)
+        keys.update(prefix + ws for ws, _, _ in active.per_month)
     ordered = sorted(keys)
     zeros = [0] * len(all_days)
     columns = [totals.get(k, zeros) for k in ordered]
     months = _month_runs(all_days)
+    active_rows, sum_rows = (
+        _month_grid(months, ordered, monthly),
+        _month_grid(months, ordered, day_sums),
+    )
     return WorkspaceStats(
         keys=ordered,
         total=list(zip(all_days, zip(*columns, strict=True), strict=True))
         if ordered
         else [(d, ()) for d in all_days],
-        monthly_active=[
-            (m, [monthly.get((k, m.year, m.month), 0) for k in ordered]) for m, _ in months
-        ],
+        monthly_active=[(m, row) for (m, _), row in zip(months, active_rows, strict=True)],
         daily_active_per_month=[
-            (m, [_rounded_mean(day_sums.get((k, m.year, m.month), 0), n) for k in ordered])
-            for m, n in months
+            (m, [_rounded_mean(total, n) for total in row])
+            for (m, n), row in zip(months, sum_rows, strict=True)
         ],
     )
+
+
+def _month_grid(
+    months: list[tuple[Month, int]], keys: list[str], figures: dict[tuple[str, int, int], int]
+) -> list[list[int]]:
+    """One row per month, one figure per key (0 where ``figures`` has none)."""
+    column = {key: i for i, key in enumerate(keys)}
+    row_of = {month: i for i, (month, _) in enumerate(months)}
+    grid = [[0] * len(keys) for _ in months]
+    for (key, year, month), n in figures.items():
+        grid[row_of[Month(year, month)]][column[key]] = n
+    return grid
 
 
 def _month_runs(all_days: list[date]) -> list[tuple[Month, int]]:

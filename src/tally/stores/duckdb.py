@@ -642,6 +642,7 @@ class DuckDBStore(Store):
         month, the window's start to the month's end, the 1st to the window's end) and its
         days by their day rows (or their sums); a month with a stale day, or one the window
         cuts at both ends, is counted from the member-day rows instead."""
+        wanted, _ = _month_periods(first_day, last_day, set())
         rows = (
             self._cursor()
             .execute(
@@ -650,29 +651,24 @@ class DuckDBStore(Store):
                     "org": org_id,
                     "stat": stat,
                     "month_first": month_first(first_day),
-                    "first": first_day,
-                    "last": last_day,
                     "month_last": month_last(last_day),
+                    **_period_params(wanted),
+                    **({"first": first_day, "last": last_day} if daily else {}),
                 },
             )
             .fetchall()
         )
-        stale_months = {
-            (start.year, start.month) for _, start, period, *_ in rows if period is None
-        }
-        wanted, counted = _month_periods(first_day, last_day, stale_months)
-        per_day: dict[tuple[str, date], int] = {}
+        stale = {(start.year, start.month) for _, start, period, *_ in rows if period is None}
+        wanted, counted = _month_periods(first_day, last_day, stale)
+        if counted:  # a counted month's rows may be stale, or not enough: it is recounted
+            rows = [row for row in rows if (row[1].year, row[1].month) in wanted]
+        per_day = {(grp, start): n for grp, start, period, n, _ in rows if period == "day"}
         per_month: dict[tuple[str, int, int], int] = {}
         day_sums: dict[tuple[str, int, int], int] = {}
         for grp, start, period, n, total in rows:
-            month = (start.year, start.month)
-            if month not in wanted:  # a counted month: its rows may be stale, or not enough
-                continue
-            if period == "day":
-                per_day[grp, start] = n
-            elif wanted[month] == (period, start):
-                per_month[grp, *month] = n
-                day_sums[grp, *month] = total
+            if period is not None and period != "day":
+                per_month[grp, start.year, start.month] = n
+                day_sums[grp, start.year, start.month] = total
         for run in _runs(counted):  # each run: the days of consecutive counted months
             rest = self._counted(org_id, run[0], run[-1], kind, during, per_workspace, None)
             if daily:
@@ -931,6 +927,20 @@ def _month_periods(
             wanted[key] = ("to_date", high)
         month = next_month(month)
     return wanted, counted
+
+
+def _period_params(wanted: dict[tuple[int, int], tuple[str, date]]) -> dict[str, date | None]:
+    """``activity.READ_SQL``'s parameters that name the month-wide rows of ``wanted``."""
+    starts: dict[str, list[date]] = {"month": [], "from_date": [], "to_date": []}
+    for period, start in wanted.values():
+        starts[period].append(start)
+    whole = starts["month"]
+    return {
+        "whole_first": whole[0] if whole else None,
+        "whole_last": whole[-1] if whole else None,
+        "from_first": starts["from_date"][0] if starts["from_date"] else None,
+        "to_last": starts["to_date"][0] if starts["to_date"] else None,
+    }
 
 
 def _runs(days: list[date]) -> list[list[date]]:

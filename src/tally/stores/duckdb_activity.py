@@ -146,14 +146,16 @@ def reset(cursor: duckdb.DuckDBPyConnection, org_id: str | None) -> None:
 
 def _read_sql(*, daily: bool) -> str:
     """The precomputed rows of one stat in a window's months: (``daily`` only) its day rows
-    ``$first .. $last``, the month-wide rows a window from ``$first`` to ``$last`` can use,
-    then (``period`` NULL) one row per stale day of those months: one statement, so one
-    snapshot. Columns: grp, start, period, n, total. (One simple select per period: DuckDB
-    prunes each by its own filter, which it did not for one select of ORed periods.)"""
+    ``$first .. $last``; the month-wide rows the window uses (whole months ``$whole_first ..
+    $whole_last``, the from-date row at ``$from_first``, the to-date row at ``$to_last``; a
+    NULL parameter asks for none); then (``period`` NULL) one row per stale day of the
+    window's months: one statement, so one snapshot. Columns: grp, start, period, n, total.
+    (One simple select per period: DuckDB prunes each by its own filter, which it did not
+    for one select of ORed periods.)"""
     periods = [
-        "period = 'month' AND start BETWEEN $month_first AND $last",
-        "period = 'from_date' AND start = $first",
-        "period = 'to_date' AND start = $last",
+        "period = 'month' AND start BETWEEN $whole_first AND $whole_last",
+        "period = 'from_date' AND start = $from_first",
+        "period = 'to_date' AND start = $to_last",
     ]
     if daily:
         periods.insert(0, "period = 'day' AND start BETWEEN $first AND $last")
