@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -564,8 +565,13 @@ class DuckDBStore(Store):
             departments.USAGE_FROM_DEPARTMENT_DAY_SQL,
             {"org": org_id, "department": department, "first": first_day, "last": last_day},
         ).fetchall()
-        days = departments.decode_days([usage for _, usage in rows if usage is not None])
-        stale = [day for day, usage in rows if usage is None]
+        stale = sorted(day for day, usage in rows if usage is None)
+        outdated = set(stale)
+        fresh = sorted(
+            (row for row in rows if row[1] is not None and row[0] not in outdated),
+            key=itemgetter(0),
+        )
+        days = departments.decode_days([usage for _, usage in fresh])
         if stale:
             with self._span_tables(cursor, org_id, spans, stale[0], stale[-1]):
                 params.update(first=stale[0], last=stale[-1], days=stale)
