@@ -1,7 +1,9 @@
 """Client-side latency of Tally's three statistics APIs over loopback, one keep-alive client.
 
 Each question is one HTTP request (the first page where the API pages), asked sequentially:
-a few untimed warm-up requests, then up to ``count`` timed ones or ``seconds`` of them. A
+a few untimed warm-up requests, then up to ``count`` timed ones or ``seconds`` of them. Beside
+the client's figures, each question reports the server's own time for the same requests (its
+``Server-Timing`` header): the difference is the HTTP exchange and the client's parsing. A
 question whose route is not there yet (404 with no JSON body of the API's family) is reported
 as unavailable rather than timed; any other non-200 answer is an error in the results.
 """
@@ -14,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from common import measure
+from common import measure, summarize_ms
 from plan import ORG_DOMAIN, ORG_ID
 from queries import QUESTIONS, Question
 
@@ -84,6 +86,15 @@ def _summary(question: Question, response: httpx.Response) -> dict[str, Any]:
     return {"items": len(items), "has_next": has_next}
 
 
+def _server_seconds(response: httpx.Response) -> float:
+    """The ``dur`` of the answer's ``Server-Timing: app;dur=<ms>`` header, in seconds."""
+    header = response.headers.get("server-timing", "")
+    _, _, milliseconds = header.partition("dur=")
+    if not milliseconds:
+        raise RuntimeError(f"the server sent no Server-Timing duration (got {header!r})")
+    return float(milliseconds) / 1000
+
+
 def time_apis(
     base_url: str,
     token: str,
@@ -113,18 +124,22 @@ def time_apis(
                 }
                 continue
             statuses: dict[int, int] = {}
+            server_seconds: list[float] = []
 
             def ask(
                 method: str = method,
                 path: str = path,
                 kwargs: dict[str, Any] = kwargs,
                 statuses: dict[int, int] = statuses,
+                server_seconds: list[float] = server_seconds,
             ) -> None:
                 response = client.request(method, path, **kwargs)
                 response.read()
                 statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+                server_seconds.append(_server_seconds(response))
 
             stats = measure(ask, warmup=warmup, count=count, seconds=seconds)
+            stats["server"] = summarize_ms(server_seconds[len(server_seconds) - stats["n"] :])
             stats["available"] = True
             stats["statuses"] = {str(k): v for k, v in statuses.items()}
             stats["answer"] = _summary(question, first)

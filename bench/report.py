@@ -316,6 +316,16 @@ def render(results: dict[str, Any]) -> str:
                 _lat(pg.get(key)),
                 target,
             )
+            server = (api.get(key) or {}).get("server") or {}
+            if server.get("p50_ms") is not None:
+                row(
+                    size,
+                    "  the server's own time p50/p99",
+                    f"{server['p50_ms']:.1f} / {server['p99_ms']:.1f} ms",
+                    "",
+                    "",
+                    "",
+                )
             if key == PG_SPEEDUP_TARGET[0]:
                 check = checks.get((size, f"{key}: PostgreSQL p50 / Tally p50"))
                 value = check["value"] if check else None

@@ -107,7 +107,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def serving(
     db: Path, log: Path, ready_timeout: float = 300.0, store_memory_limit: str = ""
 ) -> Iterator[Server]:
-    """``tally serve`` on a free loopback port, for the length of the ``with`` block."""
+    """``tally serve`` on a free loopback port, for the length of the ``with`` block; its
+    answers carry ``Server-Timing`` (the server's own time, which the bench reports)."""
     port = free_port()
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
@@ -115,7 +116,7 @@ def serving(
             [TALLY, "serve", "--db", str(db), "--host", "127.0.0.1", "--port", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=tally_env(store_memory_limit),
+            env={**tally_env(store_memory_limit), "TALLY_SERVER_TIMING": "1"},
         )
     server = Server(process, f"http://127.0.0.1:{port}", log)
     try:

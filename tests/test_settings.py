@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
+import pytest
+from starlette.testclient import TestClient
+
+from tally.api.app import create_app
 from tally.service import Tally
 from tally.settings import Settings
+from tests.conftest import ADMIN, bearer
 
 
 def _duckdb_setting(tally: Tally, name: str) -> str:
@@ -31,3 +38,40 @@ def test_store_settings_come_from_the_environment(tmp_path: Path) -> None:
 def test_the_default_checkpoint_threshold_is_large(tmp_path: Path) -> None:
     with Tally(Settings(db_path=tmp_path / "t.duckdb")) as tally:
         assert _duckdb_setting(tally, "checkpoint_threshold") == "953.6 MiB"  # 1 GB
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1", True), ("true", True), ("Yes", True), (" on ", True), ("0", False), ("off", False)],
+)
+def test_booleans_come_from_the_environment(raw: str, expected: bool) -> None:
+    assert Settings.from_env({"TALLY_SERVER_TIMING": raw}).server_timing is expected
+
+
+def test_a_boolean_that_is_not_one_names_its_variable() -> None:
+    assert Settings.from_env({}).server_timing is False
+    with pytest.raises(ValueError, match="TALLY_SERVER_TIMING: not a boolean: 'maybe'"):
+        Settings.from_env({"TALLY_SERVER_TIMING": "maybe"})
+
+
+SERVER_TIMING = re.compile(r"app;dur=\d+\.\d{3}")
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_server_timing_header_follows_the_setting(settings: Settings, enabled: bool) -> None:
+    with Tally(dataclasses.replace(settings, server_timing=enabled)) as tally:
+        tally.access.bootstrap_admin(ADMIN)
+        with TestClient(create_app(tally)) as client:
+            answers = [
+                client.get("/api/v1/orgs", headers=bearer(ADMIN)),  # an answer
+                client.get("/api/statistics/", params={"stats_type": "users"}),  # an error
+                client.get("/oapi/v1/lingma/organizations/x/departmentUsage"),
+            ]
+    assert [a.status_code for a in answers] == [200, 401, 401]
+    for answer in answers:
+        header = answer.headers.get("server-timing")
+        if enabled:
+            assert header is not None
+            assert SERVER_TIMING.fullmatch(header), header
+        else:
+            assert header is None

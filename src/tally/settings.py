@@ -61,6 +61,11 @@ class Settings:
     #: department, activity counts); 0 switches them off (stale days are then answered, more
     #: slowly, from the member-day rollups). Each refresh holds appends off while it writes.
     rollup_refresh_seconds: float = 10.0
+    #: Add a ``Server-Timing: app;dur=<ms>`` header to every API answer: the server's own time
+    #: from reading the request to the answer's body, which browsers' developer tools show and
+    #: the bench reports beside what its client measures. Off by default (it tells a caller
+    #: how long the server worked).
+    server_timing: bool = False
     #: The source of "now"; tests pin it.
     clock: Clock = system_clock
 
@@ -90,6 +95,20 @@ def _coerce(type_name: object, raw: str, name: str) -> object:
             return float(raw)
         if kind == "Path":
             return Path(raw)
+        if kind == "bool":
+            return _boolean(raw)
     except ValueError as exc:
         raise ValueError(f"environment variable TALLY_{name.upper()}: {exc}") from exc
     return raw
+
+
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True}
+_BOOLEANS.update({"0": False, "false": False, "no": False, "off": False})
+
+
+def _boolean(raw: str) -> bool:
+    try:
+        return _BOOLEANS[raw.strip().lower()]
+    except KeyError:
+        hint = "use 1/0, true/false, yes/no or on/off"
+        raise ValueError(f"not a boolean: {raw!r} ({hint})") from None

@@ -4,6 +4,7 @@ body within its limit, running the handler off the event loop, and the error map
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -99,8 +100,10 @@ class Facade:
 
     def _endpoint(self, op: Operation) -> Callable[[Request], Any]:
         limit = op.max_body or self.tally.settings.max_body_bytes
+        server_timing = self.tally.settings.server_timing
 
         async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
             request_id = str(uuid.uuid4())
             call: Call | None = None
             try:
@@ -114,6 +117,9 @@ class Facade:
                 log.exception("request %s failed", request_id)
                 response = self.render_error(TallyError("internal error"), call, request_id)
             response.headers["x-request-id"] = request_id
+            if server_timing:
+                took_ms = (time.perf_counter() - started) * 1000
+                response.headers["server-timing"] = f"app;dur={took_ms:.3f}"
             log.debug(
                 "%s %s -> %s [%s]",
                 request.method,
