@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
+import httpx
 from starlette.testclient import TestClient
 
 from tally.model.directory import Member, MemberVersion
 from tests.conftest import ADMIN, Admin, bearer
 
 
-def _problem(response: object, status: int) -> dict[str, object]:
-    assert response.status_code == status, response.text  # type: ignore[attr-defined]
-    assert response.headers["content-type"] == "application/problem+json"  # type: ignore[attr-defined]
-    body: dict[str, object] = response.json()  # type: ignore[attr-defined]
+def _problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
     assert body["status"] == status
     assert {"type", "title", "detail"} <= body.keys()
     return body

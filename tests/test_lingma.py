@@ -36,7 +36,8 @@ NY_2026_03_09 = 1773028800000  # 2026-03-09T00:00:00-04:00
 
 def usage(client: TestClient, org: str, token: str | None, **params: str) -> httpx.Response:
     headers = {} if token is None else {"x-yunxiao-token": token}
-    return client.get(URL.format(org=org), params=params, headers=headers)
+    response: httpx.Response = client.get(URL.format(org=org), params=params, headers=headers)
+    return response
 
 
 def departments(admin: Admin, org: str, tree: dict[str, str | None]) -> None:
