@@ -219,6 +219,27 @@ def test_app_deleted_before_the_end_of_the_day_is_absent(client: TestClient, acm
     ]
 
 
+def test_an_app_written_after_an_answer_shows_in_the_next(
+    client: TestClient, acme: str, admin: Admin
+) -> None:
+    # The day's list of apps is kept per directory snapshot: a write makes a new one.
+    assert ids(stats(client, acme, {"date": "2026-03-14"}).json()) == ["crm", "hr", "ops", "kept"]
+    admin.put(
+        "acme/apps/new",
+        {"name": "New", "creator": "tom", "created_at": "2026-01-02T00:00:00+08:00"},
+    )
+    admin.put(
+        "acme/apps/hr",
+        {
+            "name": "HR",
+            "creator": "ann",
+            "created_at": "2026-02-01T09:30:00+08:00",
+            "deleted_at": "2026-03-14T12:00:00+08:00",
+        },
+    )
+    assert ids(stats(client, acme, {"date": "2026-03-14"}).json()) == ["crm", "new", "ops", "kept"]
+
+
 def test_resource_counts_clamp_at_zero(client: TestClient, acme: str) -> None:
     # crm form_coop: +3 on the 1st, -5 on the 2nd.
     answer = stats(client, acme, {"date": "2026-03-01", "app_ids": ["crm"]}).json()

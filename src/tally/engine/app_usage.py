@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta
 
 import msgspec
 
+from tally.engine.memo import derived
 from tally.errors import BadRequest
 from tally.model.directory import App, Directory
 from tally.stores.base import AppTotals, Store
@@ -66,7 +67,9 @@ def app_usage(
     tz = directory.org.timezone
     day = queried_day(query.day, today=local_day(now, tz), max_days_back=max_days_back, tz=tz)
     end = day_end(day, tz)
-    apps = apps_at(directory, end, query.app_ids)
+    apps = derived(  # every page of a day asks for the same list
+        directory, ("apps at", end, query.app_ids), lambda: apps_at(directory, end, query.app_ids)
+    )
     page = apps[query.skip : query.skip + query.limit]
     totals = store.app_totals(
         directory.org.id, [a.id for a in page], day=day, end_us=to_micros(end)
