@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench install install-dev lock clean
+.PHONY: demo test test-dates mutate lint typecheck unit bench install install-dev lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,16 @@ test: install-dev
 	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+	bash scripts/test-dates.sh $(BIN)/pytest
+
+## The date-sensitive tests again under faked machine clocks (part of `make test`).
+test-dates: install-dev
+	bash scripts/test-deps.sh
+	bash scripts/test-dates.sh $(BIN)/pytest
+
+## Mutation testing of the modules that decide numbers (slow; not part of `make test`).
+mutate: install-dev
+	bash scripts/mutate.sh
 
 ## Benchmarks (not part of `make test`); e.g. make bench ARGS=--with-100m
 bench: install-dev

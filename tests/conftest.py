@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -13,6 +14,12 @@ from starlette.testclient import TestClient
 from tally.api.app import create_app
 from tally.service import Tally
 from tally.settings import Settings
+
+if TYPE_CHECKING:
+    from tests.services import ScaleOutURLs
+
+#: The real servers (PostgreSQL, a two-shard ClickHouse cluster) that scale-out tests ask for.
+pytest_plugins = ["tests.services"]
 
 ADMIN = "test-environment-admin-token"
 NOW = datetime(2026, 3, 15, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
@@ -45,7 +52,18 @@ def settings(tmp_path: Path, clock: FixedClock) -> Settings:
 
 
 @pytest.fixture
-def tally(settings: Settings) -> Iterator[Tally]:
+def stores_kind() -> str:
+    """Which stores the ``tally`` fixture opens: ``duckdb`` or ``scale-out``."""
+    return "duckdb"
+
+
+@pytest.fixture
+def tally(settings: Settings, stores_kind: str, request: pytest.FixtureRequest) -> Iterator[Tally]:
+    if stores_kind == "scale-out":
+        urls: ScaleOutURLs = request.getfixturevalue("scale_out_urls")
+        settings = dataclasses.replace(
+            settings, directory_url=urls.directory, events_url=urls.events
+        )
     instance = Tally(settings)
     instance.access.bootstrap_admin(settings.admin_token)
     yield instance

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -23,13 +24,21 @@ def free_port() -> int:
 class ServerProcess:
     """One ``tally serve`` subprocess over ``db``; ``kill()`` is a crash (SIGKILL)."""
 
-    def __init__(self, db: Path, admin_token: str, port: int | None = None) -> None:
+    def __init__(
+        self,
+        db: Path | None,
+        admin_token: str,
+        port: int | None = None,
+        args: Sequence[str] = (),
+    ) -> None:
+        """Serve ``db``, or the stores ``args`` name (e.g. ``--directory``, ``--events``)."""
         self.db = db
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "TALLY_ADMIN_TOKEN": admin_token}
+        where = ["--db", str(db)] if db is not None else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tally", "serve", "--db", str(db), "--port", str(self.port)],
+            [sys.executable, "-m", "tally", "serve", *where, "--port", str(self.port), *args],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -592,7 +592,7 @@ def test_second_call_in_the_same_second_is_429(
 ) -> None:
     first, _ = keys
     assert stats(limited, first).status_code == 200
-    clock.now += timedelta(milliseconds=999)
+    clock.now += timedelta(milliseconds=899)  # the tolerance is 100 ms: due at 900 ms
     response = stats(limited, first)
     assert response.status_code == 429
     assert response.headers["retry-after"] == "1"
@@ -602,6 +602,45 @@ def test_second_call_in_the_same_second_is_429(
     }
     clock.now += timedelta(milliseconds=1)
     assert stats(limited, first).status_code == 200
+
+
+def test_calls_a_second_apart_with_jitter_all_pass(
+    limited: TestClient, keys: tuple[str, str], clock: FixedClock
+) -> None:
+    """A client spacing its calls 1 s apart by its own clock: a network delay that varies by up
+    to 100 ms (here +-50 ms) must not get it refused (the contract's 10% tolerance)."""
+    first, _ = keys
+    start = clock.now
+    for second, jitter_ms in enumerate([0, -50, 50, -50, 0, 50, -50, -50]):
+        clock.now = start + timedelta(seconds=second, milliseconds=jitter_ms)
+        assert stats(limited, first).status_code == 200, (second, jitter_ms)
+
+
+def test_a_run_of_early_calls_is_refused_once_the_tolerance_is_spent(
+    limited: TestClient, keys: tuple[str, str], clock: FixedClock
+) -> None:
+    """Calls 950 ms apart gain 50 ms each: the third is 100 ms ahead (allowed), the fourth
+    150 ms (refused). Tolerance is jitter, not a faster rate."""
+    first, _ = keys
+    start = clock.now
+    answers = []
+    for i in range(4):
+        clock.now = start + timedelta(milliseconds=950 * i)
+        answers.append(stats(limited, first).status_code)
+    assert answers == [200, 200, 200, 429]
+
+
+def test_no_burst_after_an_idle_period(
+    limited: TestClient, keys: tuple[str, str], clock: FixedClock
+) -> None:
+    """An idle key saves no credit: after a quiet minute, five calls at one instant get one
+    answer and four 429s."""
+    first, _ = keys
+    assert stats(limited, first).status_code == 200
+    clock.now += timedelta(seconds=10)
+    assert [stats(limited, first).status_code for _ in range(5)] == [200, 429, 429, 429, 429]
+    clock.now += timedelta(seconds=60)
+    assert [stats(limited, first).status_code for _ in range(5)] == [200, 429, 429, 429, 429]
 
 
 def test_another_key_is_not_limited(
@@ -619,9 +658,9 @@ def test_a_refused_call_does_not_push_the_wait_further(
     first, _ = keys
     assert stats(limited, first).status_code == 200
     for _ in range(3):
-        clock.now += timedelta(milliseconds=300)
+        clock.now += timedelta(milliseconds=250)
         assert stats(limited, first).status_code == 429
-    clock.now += timedelta(milliseconds=100)  # 1 s after the answered call
+    clock.now += timedelta(milliseconds=150)  # 900 ms after the answered call: 1 s less 10%
     assert stats(limited, first).status_code == 200
 
 
@@ -653,14 +692,17 @@ def test_a_slower_limit_waits_longer(settings: Settings, tmp_path: Path, clock: 
         assert (response.status_code, response.headers["retry-after"]) == (429, "3")
 
 
-def test_a_faster_limit_allows_a_burst_of_whole_requests(clock: FixedClock) -> None:
+def test_a_faster_limit_allows_one_request_per_interval(clock: FixedClock) -> None:
+    """3 per second: one request per 333,333 µs, each at most 33,333 µs early; no burst."""
     limiter = RateLimiter(3.0, clock)
-    for _ in range(3):
-        limiter.hit("k")
+    limiter.hit("k")
     with pytest.raises(RateLimited) as refused:
         limiter.hit("k")
     assert refused.value.retry_after == 1
-    clock.now += timedelta(milliseconds=334)  # one request's worth of time
+    clock.now += timedelta(microseconds=300_000 - 1)  # 33,334 µs early: refused
+    with pytest.raises(RateLimited):
+        limiter.hit("k")
+    clock.now += timedelta(microseconds=1)  # 33,333 µs early: let through
     limiter.hit("k")
     with pytest.raises(RateLimited):
         limiter.hit("k")

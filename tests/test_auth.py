@@ -129,12 +129,23 @@ def test_token_is_shown_once_and_stored_hashed(
         }
     ]
     assert secret not in str(listed)
-    tally.close()  # the file itself never holds the secret
-    raw = duckdb.connect(str(settings.db_path), read_only=True)
-    dump = str(raw.execute("SELECT * FROM tokens").fetchall())
-    raw.close()
+    dump = _stored_tokens(tally)  # the store itself never holds the secret
+    assert created.json()["id"] in dump
     assert secret not in dump
     assert len(secret) > 40
+
+
+def _stored_tokens(tally: Tally) -> str:
+    """Every stored token row, as text, read from the store's database directly."""
+    settings = tally.settings
+    tally.close()
+    if settings.scale_out:
+        import psycopg
+
+        with psycopg.connect(settings.directory_url) as conn:
+            return str(conn.execute("SELECT * FROM tokens").fetchall())
+    with duckdb.connect(str(settings.db_path), read_only=True) as raw:
+        return str(raw.execute("SELECT * FROM tokens").fetchall())
 
 
 def test_token_scopes_must_be_known(client: TestClient, admin: Admin) -> None:

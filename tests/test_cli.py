@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import gc
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import duckdb
 import pyarrow as pa
@@ -169,9 +170,22 @@ def test_token_create_prints_a_working_token(db: Path) -> None:
         assert token.scopes == ("read", "ingest")
 
 
-def test_demo_builds_the_promised_shape(tmp_path: Path) -> None:
+# The dates on which the unpinned demo once failed (a quiet weekend left a day empty), a DST
+# change in New York each way, and a new year.
+DEMO_DATES = [
+    "2026-11-25T03:00:00Z",
+    "2026-11-29T23:30:00Z",
+    "2026-12-01T12:00:00Z",
+    "2026-03-09T06:00:00Z",
+    "2026-11-02T04:30:00Z",
+    "2027-01-01T00:30:00Z",
+]
+
+
+@pytest.mark.parametrize("now", DEMO_DATES)
+def test_demo_builds_the_promised_shape(tmp_path: Path, now: str) -> None:
     db = tmp_path / "demo.duckdb"
-    result = CliRunner().invoke(
+    result = CliRunner(env={"TALLY_NOW": now}).invoke(
         cli, ["demo", "--db", str(db), "--no-serve", "--members", "60", "--days", "14"]
     )
     assert result.exit_code == 0, result.output
@@ -182,8 +196,8 @@ def test_demo_builds_the_promised_shape(tmp_path: Path) -> None:
         members = raw.execute("SELECT count(*) FROM members").fetchone()
         depth = raw.execute("SELECT count(*) FROM departments WHERE parent IS NOT NULL").fetchone()
         days = raw.execute(
-            "SELECT org, count(DISTINCT day), count(DISTINCT type) FROM events GROUP BY org"
-            " ORDER BY org"
+            "SELECT org, count(DISTINCT day), count(DISTINCT type), min(day), max(day)"
+            " FROM events GROUP BY org ORDER BY org"
         ).fetchall()
         weekday = raw.execute(
             "SELECT avg(n) FILTER (WHERE isodow(day) <= 5), avg(n) FILTER (WHERE isodow(day) > 5)"
@@ -195,6 +209,11 @@ def test_demo_builds_the_promised_shape(tmp_path: Path) -> None:
     assert depth[0] >= 5
     assert [d[0] for d in days] == ["acme", "globex"]
     assert all(d[1] == 14 and d[2] == 9 for d in days)
+    # the 14 days up to yesterday, in each org's own time zone
+    for org, zone_name in orgs:
+        today = datetime.fromisoformat(now).astimezone(ZoneInfo(zone_name)).date()
+        (first, last) = next((d[3], d[4]) for d in days if d[0] == org)
+        assert (first, last) == (today - timedelta(days=14), today - timedelta(days=1))
     assert weekday is not None
     assert weekday[0] > 3 * weekday[1]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,30 +97,42 @@ def test_kill_during_a_stream_of_batches_loses_no_acknowledged_event(tmp_path: P
     db = tmp_path / "stream.duckdb"
     server = ServerProcess(db, TOKEN)
     acknowledged: list[str] = []
+    failures: list[BaseException] = []
     stop = threading.Event()
 
     def send() -> None:
-        with httpx.Client(headers=AUTH, timeout=30) as client:
-            for b in range(200):
-                if stop.is_set():
-                    return
-                batch = _batch(b, 250)
-                try:
-                    answer = client.post(f"{server.url}/api/v1/orgs/acme/events", json=batch)
-                except httpx.TransportError:
-                    return  # the server died mid-request: this batch was not acknowledged
-                if answer.status_code == 200:
+        try:
+            with httpx.Client(headers=AUTH, timeout=30) as client:
+                for b in range(200):
+                    if stop.is_set():
+                        return
+                    batch = _batch(b, 250)
+                    try:
+                        answer = client.post(f"{server.url}/api/v1/orgs/acme/events", json=batch)
+                    except httpx.TransportError:
+                        return  # the server died mid-request: this batch was not acknowledged
+                    assert answer.status_code == 200, answer.text
+                    assert answer.json()["accepted"] == 250
                     acknowledged.extend(e["id"] for e in batch)
+        except BaseException as exc:  # surfaced below: a dead sender must fail the test
+            failures.append(exc)
 
     try:
         _setup(server.url)
         sender = threading.Thread(target=send)
         sender.start()
-        while len(acknowledged) < 2500 and sender.is_alive():
+        # A guard against a hang, not a speed limit: the sender normally gets there in seconds.
+        deadline = time.monotonic() + 300
+        while len(acknowledged) < 2500 and sender.is_alive() and time.monotonic() < deadline:
             threading.Event().wait(0.01)
+        # the kill must land while the client is still sending, after real acknowledgements
+        assert sender.is_alive(), f"the sender stopped before the kill: {failures}"
+        assert len(acknowledged) >= 2500, "no stream of acknowledged batches before the kill"
         server.kill()
         stop.set()
-        sender.join()
+        sender.join(timeout=60)
+        assert not sender.is_alive()
+        assert failures == []
     finally:
         server.stop()
     restarted = ServerProcess(db, TOKEN)

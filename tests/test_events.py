@@ -227,9 +227,11 @@ def test_ids_are_per_organization(client: TestClient, org: Admin) -> None:
     assert org.events("globex", [ev("e", "activity")])["accepted"] == 1
 
 
-def test_duplicates_survive_a_restart(settings: Settings, org: Admin, client: TestClient) -> None:
+def test_duplicates_survive_a_restart(org: Admin, client: TestClient) -> None:
     post(client, VALID[:5])
-    client.app.state.tally.close()  # type: ignore[attr-defined]
+    first: Tally = client.app.state.tally  # type: ignore[attr-defined]
+    settings = first.settings  # the same stores, whichever configuration
+    first.close()
     with Tally(settings) as reopened:
         reopened.access.bootstrap_admin(settings.admin_token)
         with TestClient(create_app(reopened)) as again:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -33,6 +34,15 @@ class GatedStore(DuckDBStore):
         return super().append_events(org_id, events)
 
 
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    """Wait for ``condition``, failing (not hanging) if it never holds: a hang guard, not a
+    speed limit."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        threading.Event().wait(0.001)
+
+
 def _row(event_id: str) -> StoredEvent:
     return StoredEvent(
         id=event_id, ts=1_772_000_000_000_000, day=date(2026, 2, 25), type="activity", member="m1"
@@ -57,11 +67,11 @@ def test_batches_waiting_behind_a_commit_are_written_together(tmp_path: Path) ->
     ]
     for thread in others:
         thread.start()
-    while len(committer._queue) < 2:
-        threading.Event().wait(0.001)
+    wait_until(lambda: len(committer._queue) >= 2, "the two batches to queue")
     queued.set()
     for thread in [first, *others]:
-        thread.join()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "a batch never returned"
     assert store.sizes == [2, 4]  # the second and third batch shared one transaction
     assert results["first"] == {"a", "b"}
     assert results["second"] | results["third"] == {"c", "d", "e"}
@@ -100,7 +110,8 @@ def test_concurrent_overlapping_batches_store_each_id_once(tmp_path: Path) -> No
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join()
+            thread.join(timeout=120)
+            assert not thread.is_alive(), "a sender never returned"
         stored = tally.store.count_events("acme")
         expected = len(
             {

@@ -91,7 +91,7 @@ def test_the_snapshot_kept_after_writes_equals_a_fresh_load(
     admin.put("acme", {"name": "Acme renamed", "domain": "acme.example"})
     tally: Tally = client.app.state.tally  # type: ignore[attr-defined]
     kept = tally.directory.get("acme")
-    fresh = tally.store.load_directory("acme")
+    fresh = tally.directory_store.load_directory("acme")
     assert kept is not None
     assert fresh is not None
     assert kept.org == fresh.org

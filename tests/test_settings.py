@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,39 @@ def test_server_timing_header_follows_the_setting(settings: Settings, enabled: b
             assert SERVER_TIMING.fullmatch(header), header
         else:
             assert header is None
+
+
+def test_now_can_be_pinned_through_the_environment() -> None:
+    settings = Settings.from_env({"TALLY_NOW": "2026-11-29T23:30:00-05:00"})
+    assert settings.clock() == datetime(2026, 11, 30, 4, 30, tzinfo=UTC)
+    assert settings.clock() == settings.clock()  # it does not move
+
+
+@pytest.mark.parametrize("raw", ["2026-11-29T23:30:00", "yesterday"])
+def test_a_pinned_now_needs_an_instant_with_an_offset(raw: str) -> None:
+    with pytest.raises(ValueError, match="TALLY_NOW"):
+        Settings.from_env({"TALLY_NOW": raw})
+
+
+def test_the_stores_come_from_urls() -> None:
+    assert Settings.from_env({"TALLY_STORE": "duckdb:///var/lib/t.duckdb"}).duckdb_path() == Path(
+        "/var/lib/t.duckdb"
+    )
+    assert Settings.from_env({"TALLY_STORE": "duckdb://rel/t.duckdb"}).duckdb_path() == Path(
+        "rel/t.duckdb"
+    )
+    assert Settings.from_env({"TALLY_DB_PATH": "x.duckdb"}).duckdb_path() == Path("x.duckdb")
+    scaled = Settings.from_env(
+        {"TALLY_DIRECTORY_URL": "postgresql://p@h/db", "TALLY_EVENTS_URL": "clickhouse://h/db"}
+    )
+    assert scaled.scale_out
+    assert scaled.environment()["TALLY_EVENTS_URL"] == "clickhouse://h/db"
+    with pytest.raises(ValueError, match="duckdb:///path"):
+        Settings.from_env({"TALLY_STORE": "sqlite:///x"}).duckdb_path()
+
+
+def test_one_scale_out_store_without_the_other_is_refused(tmp_path: Path) -> None:
+    from tally.errors import BadRequest
+
+    with pytest.raises(BadRequest, match="set both --directory"):
+        Tally(Settings(db_path=tmp_path / "t.duckdb", directory_url="postgresql://p@h/db"))

@@ -6,9 +6,10 @@ the same function as ``POST .../tokens``.
 
 from __future__ import annotations
 
+import functools
 import gc
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,45 @@ from tally.tokens import SCOPES
 
 IMPORT_CHUNK = 50_000
 PARQUET_CHUNK = 200_000
-db_option = click.option(
-    "--db",
-    "db_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="DuckDB file (default: $TALLY_DB_PATH or ./tally.duckdb).",
-)
+MIGRATE_CHUNK = 50_000
+#: The flags that say where an environment's stores are, as Settings fields.
+STORE_FLAGS = ("db_path", "store", "directory_url", "events_url")
+
+
+def store_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the store flags to a command; it receives them as one ``where`` mapping of
+    settings overrides (``None``: unset, the environment or the default decides)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        where = {name: kwargs.pop(name) for name in STORE_FLAGS}
+        return func(*args, where=where, **kwargs)
+
+    options = [
+        click.option(
+            "--db",
+            "db_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="DuckDB file (default: $TALLY_DB_PATH or ./tally.duckdb).",
+        ),
+        click.option("--store", default=None, help="The DuckDB file as a URL: duckdb:///PATH."),
+        click.option(
+            "--directory",
+            "directory_url",
+            default=None,
+            help="Scale-out: the directory and tokens in PostgreSQL (postgresql://...).",
+        ),
+        click.option(
+            "--events",
+            "events_url",
+            default=None,
+            help="Scale-out: the events in ClickHouse (clickhouse://HOST:9000/DB[?cluster=NAME]).",
+        ),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
 
 
 @click.group()
@@ -38,21 +71,90 @@ def cli() -> None:
     """Tally: self-hosted usage statistics behind the vendor statistics APIs."""
 
 
-def _open(db_path: Path | None, **overrides: Any) -> Tally:
+def _settings(where: dict[str, Any], **overrides: Any) -> Settings:
     try:
-        return Tally(Settings.from_env(db_path=db_path, **overrides))
+        return Settings.from_env(**where, **overrides)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _open(where: dict[str, Any], **overrides: Any) -> Tally:
+    return _open_settings(_settings(where, **overrides))
+
+
+def _open_settings(settings: Settings) -> Tally:
+    try:
+        return Tally(settings)
     except TallyError as exc:
         raise click.ClickException(exc.detail) from exc
 
 
 @cli.command()
-@db_option
+@store_options
 @click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 8000).")
-def serve(db_path: Path | None, host: str | None, port: int | None) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes (default 1; more need --directory and --events).",
+)
+def serve(where: dict[str, Any], host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the APIs over HTTP."""
-    tally = _open(db_path, host=host, port=port)
-    run_server(tally)
+    settings = _settings(where, host=host, port=port, workers=workers)
+    if settings.workers == 1:
+        run_server(_open_settings(settings))
+        return
+    if not settings.scale_out:
+        raise click.ClickException(
+            "--workers above 1 needs the shared stores (--directory and --events): a DuckDB"
+            " file is used by one process at a time"
+        )
+    run_workers(settings)
+
+
+def run_workers(settings: Settings) -> None:
+    """Serve with ``settings.workers`` processes over the shared stores. The admin token is
+    made here, once, before the workers start; each worker opens the stores itself."""
+    import os
+
+    import uvicorn
+
+    with _open_settings(settings) as tally:
+        secret = tally.access.bootstrap_admin(settings.admin_token)
+    if secret:
+        click.echo(f"Environment admin token (shown once, keep it): {secret}")
+    os.environ.update(settings.environment())
+    click.echo(
+        f"Tally serving {_where(settings)} with {settings.workers} workers"
+        f" at http://{settings.host}:{settings.port}"
+    )
+    uvicorn.run(
+        "tally.api.app:worker_app",
+        factory=True,
+        workers=settings.workers,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+def _where(settings: Settings) -> str:
+    if settings.scale_out:
+        return f"{_redacted(settings.directory_url)} + {_redacted(settings.events_url)}"
+    return str(settings.duckdb_path())
+
+
+def _redacted(url: str) -> str:
+    """``url`` without a password, for printing."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def run_server(tally: Tally) -> None:
@@ -65,7 +167,7 @@ def run_server(tally: Tally) -> None:
         click.echo(f"Environment admin token (shown once, keep it): {secret}")
     settle_heap(tally)
     settings = tally.settings
-    click.echo(f"Tally serving {settings.db_path} at http://{settings.host}:{settings.port}")
+    click.echo(f"Tally serving {_where(settings)} at http://{settings.host}:{settings.port}")
     try:
         uvicorn.run(
             create_app(tally),
@@ -102,7 +204,7 @@ def token() -> None:
 
 
 @token.command("create")
-@db_option
+@store_options
 @click.option("--org", "org_id", required=True, help="Organization id.")
 @click.option(
     "--scope",
@@ -112,9 +214,9 @@ def token() -> None:
     type=click.Choice(SCOPES),
     help="Scope to grant (repeat for several).",
 )
-def token_create(db_path: Path | None, org_id: str, scopes: tuple[str, ...]) -> None:
+def token_create(where: dict[str, Any], org_id: str, scopes: tuple[str, ...]) -> None:
     """Create a token for ORG and print it (it is shown only this once)."""
-    with _open(db_path) as tally:
+    with _open(where) as tally:
         if tally.directory.get(org_id) is None:
             raise click.ClickException(f'organization "{org_id}" does not exist')
         secret, _ = tally.access.create_token(org_id, list(scopes))
@@ -122,18 +224,18 @@ def token_create(db_path: Path | None, org_id: str, scopes: tuple[str, ...]) -> 
 
 
 @cli.command("import")
-@db_option
+@store_options
 @click.option("--org", "org_id", required=True, help="Organization id.")
 @click.argument(
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
-def import_(db_path: Path | None, org_id: str, files: tuple[Path, ...]) -> None:
+def import_(where: dict[str, Any], org_id: str, files: tuple[Path, ...]) -> None:
     """Import events from NDJSON, JSON (an array) or Parquet FILES.
 
     Validation and idempotency are those of POST /api/v1/orgs/{org}/events: re-importing a file
     stores nothing twice.
     """
-    with _open(db_path) as tally:
+    with _open(where) as tally:
         if tally.directory.get(org_id) is None:
             raise click.ClickException(f'organization "{org_id}" does not exist')
         total = IngestResult(0, 0, [])
@@ -231,16 +333,16 @@ def rollup() -> None:
 
 
 @rollup.command("rebuild")
-@db_option
+@store_options
 @click.option("--org", "org_ids", multiple=True, help="Organization id (default: every one).")
-def rollup_rebuild(db_path: Path | None, org_ids: tuple[str, ...]) -> None:
+def rollup_rebuild(where: dict[str, Any], org_ids: tuple[str, ...]) -> None:
     """Recompute the rollups from the raw events (the source of truth)."""
-    with _open(db_path) as tally:
+    with _open(where) as tally:
         known = [o.id for o in tally.directory.orgs()]
         for org_id in org_ids or known:
             if org_id not in known:
                 raise click.ClickException(f'organization "{org_id}" does not exist')
-            tally.store.rebuild_rollups(org_id)
+            tally.event_store.rebuild_rollups(org_id)
             _refresh(tally, org_id)
             click.echo(f"rebuilt the rollups of {org_id}")
 
@@ -277,7 +379,7 @@ def demo(
     if fresh and db_path.exists():
         db_path.unlink()
         Path(f"{db_path}.wal").unlink(missing_ok=True)
-    tally = _open(db_path, host=host, port=port)
+    tally = _open({"db_path": db_path}, host=host, port=port)
     if not tally.directory.orgs():
         click.echo(f"Building demo data into {db_path} ...")
         summary = build_demo(tally, seed=seed, members=members, days=days)
@@ -288,3 +390,33 @@ def demo(
         tally.close()
         return
     run_server(tally)
+
+
+@cli.command()
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    help="The environment to copy: duckdb:///PATH (or a DuckDB file's path).",
+)
+@click.option("--directory", "directory_url", required=True, help="PostgreSQL URL to copy into.")
+@click.option("--events", "events_url", required=True, help="ClickHouse URL to copy into.")
+def migrate(source: str, directory_url: str, events_url: str) -> None:
+    """Copy an environment (directory with its history, tokens, events) into the scale-out
+    stores. Safe to run again: what is already there is replaced or skipped, never doubled."""
+    from tally.migrate import copy_environment
+
+    store = source if source.startswith("duckdb://") else None
+    origin = _settings({"store": store, "db_path": None if store else Path(source)})
+    target = _settings({"directory_url": directory_url, "events_url": events_url})
+    if not origin.duckdb_path().exists():
+        raise click.ClickException(f"{origin.duckdb_path()} does not exist")
+    with _open_settings(origin) as old, _open_settings(target) as new:
+        total = sum(old.event_store.count_events(o.id) for o in old.directory.orgs())
+        with click.progressbar(length=total, label="events", file=sys.stderr) as bar:
+            report = copy_environment(old, new, progress=bar.update, chunk=MIGRATE_CHUNK)
+        new.refresh_rollups()
+    click.echo(
+        f"copied {report.orgs} organization(s), {report.tokens} token(s) and"
+        f" {report.events:,} event(s) ({report.new_events:,} new)"
+    )

@@ -28,6 +28,8 @@ IDES = ("vscode", "jetbrains", "visualstudio")
 LANGUAGES = ("java", "python", "typescript", "go", "sql", "cpp")
 CUSTOM_COMMANDS = ("refactor", "doc", "review")
 APPEND_CHUNK = 100_000
+#: The least share of an org's members active on any day (quiet weekends included).
+MIN_ACTIVE_SHARE = 0.04
 
 
 @dataclass(frozen=True)
@@ -159,17 +161,28 @@ def _build_org(
     count = 0
     for offset in range(days):  # up to yesterday: no event lies in the future
         day = first_day + timedelta(days=offset)
-        weekday = day.weekday() < 5
-        for member_id in member_ids:
+        for member_id in _active_members(rng, member_ids, weekday=day.weekday() < 5):
             member = snapshot.members[member_id]
-            if rng.random() > (0.75 if weekday else 0.08):
-                continue
             developer = member.version_at(day_start(day, tz)).developer
             events.member_day(day, member_id, developer, workspaces, apps)
         if len(events.rows) >= APPEND_CHUNK or offset == days - 1:
-            count += len(tally.store.append_events(spec.id, events.rows).new_ids)
+            count += len(tally.event_store.append_events(spec.id, events.rows).new_ids)
             events.rows = []
     return count
+
+
+def _active_members(rng: random.Random, member_ids: list[str], *, weekday: bool) -> list[str]:
+    """Who is active on a day: three in four members on a weekday, one in twelve on a weekend,
+    and never fewer than ``MIN_ACTIVE_SHARE`` of them (at least two), so that every day of the
+    demo has events whatever date it is built on (a small org's quiet weekend would otherwise
+    be empty now and then)."""
+    chance = 0.75 if weekday else 0.08
+    active = [m for m in member_ids if rng.random() < chance]
+    minimum = min(len(member_ids), max(2, round(len(member_ids) * MIN_ACTIVE_SHARE)))
+    if len(active) < minimum:
+        chosen = set(active)
+        active += rng.sample([m for m in member_ids if m not in chosen], minimum - len(active))
+    return sorted(active)
 
 
 class _EventMaker:

@@ -1,4 +1,4 @@
-"""The Tally object: one store and the services over it, shared by the web app and the CLI."""
+"""The Tally object: the stores and the services over them, shared by the web app and the CLI."""
 
 from __future__ import annotations
 
@@ -6,39 +6,71 @@ from tally.engine.access import AccessService
 from tally.engine.directory import DirectoryService
 from tally.engine.ingest import Ingestor
 from tally.engine.refresh import refresh_all, refresh_org
+from tally.ratelimit import GcraState, MemoryGcraState
 from tally.settings import Settings
-from tally.stores import Store, open_store
+from tally.stores import DirectoryStore, EventStore, Store, open_stores
 
 
 class Tally:
-    """Everything one Tally environment does, as a library (the CLI and the API call this)."""
+    """Everything one Tally environment does, as a library (the CLI and the API call this).
 
-    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+    ``store`` (one backend holding both parts, e.g. a DuckDB file) or ``stores`` (the directory
+    store and the event store) override what the settings name.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store | None = None,
+        *,
+        stores: tuple[DirectoryStore, EventStore] | None = None,
+    ) -> None:
         self.settings = settings
-        self.store = (
-            store
-            if store is not None
-            else open_store(
-                settings.db_path,
-                memory_limit=settings.store_memory_limit,
-                checkpoint_threshold=settings.store_checkpoint_threshold,
-            )
-        )
-        self.directory = DirectoryService(self.store, settings.clock)
-        self.access = AccessService(self.store, settings.clock)
+        if store is not None:
+            stores = (store, store)
+        self.directory_store, self.event_store = stores or open_stores(settings)
+        self.directory = DirectoryService(self.directory_store, self.event_store, settings.clock)
+        self.access = AccessService(self.directory_store, settings.clock)
         self.ingestor = Ingestor(
-            self.store, self.directory, settings.clock, settings.max_future_seconds
+            self.event_store, self.directory, settings.clock, settings.max_future_seconds
         )
+        #: Where the app usage rate limit keeps its keys: shared by the workers when the
+        #: directory store is.
+        self.rate_limit_state: GcraState = (
+            self.directory_store  # type: ignore[assignment]
+            if self.directory_store.shared
+            else MemoryGcraState()
+        )
+        self._seen_version = self.directory_store.directory_version()
+
+    @property
+    def store(self) -> EventStore:
+        """The event store (what the statistics read)."""
+        return self.event_store
+
+    def sync(self) -> None:
+        """Before a request: when other processes share the directory store and one of them
+        wrote to it since this process last looked, drop the directory and tokens cached here,
+        so that an acknowledged write holds for every later request on any worker."""
+        if not self.directory_store.shared:
+            return
+        version = self.directory_store.directory_version()
+        if version != self._seen_version:
+            self._seen_version = version
+            self.directory.forget()
+            self.access.reload()
 
     def refresh_rollups(self, org_id: str | None = None) -> int:
         """Bring the second-level rollups of ``org_id`` (default: every org) up to date;
         answers how many stale days were recomputed."""
         if org_id is None:
-            return refresh_all(self.store, self.directory)
-        return refresh_org(self.store, self.directory, org_id)
+            return refresh_all(self.event_store, self.directory)
+        return refresh_org(self.event_store, self.directory, org_id)
 
     def close(self) -> None:
-        self.store.close()
+        self.event_store.close()
+        if id(self.directory_store) != id(self.event_store):  # not one backend holding both
+            self.directory_store.close()
 
     def __enter__(self) -> Tally:
         return self

@@ -20,11 +20,43 @@ def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
+def fixed_clock(instant: datetime) -> Clock:
+    """A clock that always answers ``instant``: tests and reproducible builds pin "now"."""
+
+    def clock() -> datetime:
+        return instant
+
+    return clock
+
+
+def _instant(raw: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise ValueError(
+            f"environment variable TALLY_NOW: not an RFC 3339 instant with an offset: {raw!r}"
+        )
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """Configuration of one Tally process. Build it with :meth:`from_env`."""
 
     db_path: Path = Path("tally.duckdb")
+    #: The embedded store as a URL, ``duckdb:///path/to/file.duckdb`` (``--store``); wins over
+    #: ``db_path`` when set.
+    store: str = ""
+    #: The scale-out stores (set both, or neither): the directory and tokens in PostgreSQL
+    #: (``postgresql://user@host:port/db``, ``--directory``) and the events in ClickHouse
+    #: (``clickhouse://host:9000/db``, ``?cluster=NAME`` for a sharded cluster; ``chdb:///dir``
+    #: in-process; ``--events``).
+    directory_url: str = ""
+    events_url: str = ""
+    #: ``tally serve`` worker processes; more than one needs the scale-out stores.
+    workers: int = 1
     host: str = "127.0.0.1"
     port: int = 8000
     #: The environment admin's token in clear text; when empty, one is generated at first start.
@@ -66,16 +98,47 @@ class Settings:
     #: the bench reports beside what its client measures. Off by default (it tells a caller
     #: how long the server worked).
     server_timing: bool = False
-    #: The source of "now"; tests pin it.
+    #: The source of "now"; tests pin it (``TALLY_NOW``: one fixed RFC 3339 instant).
     clock: Clock = system_clock
 
     ENV_PREFIX = "TALLY_"
+
+    @property
+    def scale_out(self) -> bool:
+        """Whether the stores are the shared ones (PostgreSQL and ClickHouse)."""
+        return bool(self.directory_url or self.events_url)
+
+    def duckdb_path(self) -> Path:
+        """The embedded store's file: ``store``'s path when given, else ``db_path``."""
+        if not self.store:
+            return self.db_path
+        prefix = "duckdb://"
+        if not self.store.startswith(prefix):
+            raise ValueError(f"--store must be a duckdb:///path URL, not {self.store!r}")
+        path = self.store[len(prefix) :]
+        return Path(path[1:] if path.startswith("//") else path)
+
+    def environment(self) -> dict[str, str]:
+        """The ``TALLY_*`` variables that give these settings to another process (a worker);
+        the clock is not carried over."""
+        values: dict[str, str] = {}
+        for field in dataclasses.fields(self):
+            if field.name == "clock":
+                continue
+            value = getattr(self, field.name)
+            if isinstance(value, bool):
+                value = "1" if value else "0"
+            values[self.ENV_PREFIX + field.name.upper()] = str(value)
+        return values
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read ``TALLY_*`` variables, then ``overrides`` (CLI flags; ``None`` means unset)."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
+        pinned = env.get(cls.ENV_PREFIX + "NOW")
+        if pinned:
+            values["clock"] = fixed_clock(_instant(pinned))
         for field in dataclasses.fields(cls):
             if field.name == "clock":
                 continue

@@ -49,7 +49,9 @@ def create_app(tally: Tally, facades: list[type[Facade]] | None = None) -> Starl
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         interval = tally.settings.rollup_refresh_seconds
-        refresher = Refresher(tally.store, tally.directory, interval) if interval > 0 else None
+        refresher = (
+            Refresher(tally.event_store, tally.directory, interval) if interval > 0 else None
+        )
         if refresher is not None:
             refresher.start()
         try:
@@ -61,3 +63,16 @@ def create_app(tally: Tally, facades: list[type[Facade]] | None = None) -> Starl
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.tally = tally
     return app
+
+
+def worker_app() -> Starlette:
+    """The app of one ``tally serve --workers N`` process: its settings from the environment
+    (set by the parent), its own connections to the shared stores."""
+    import atexit
+
+    from tally.settings import Settings
+
+    tally = Tally(Settings.from_env())
+    tally.access.bootstrap_admin(tally.settings.admin_token)
+    atexit.register(tally.close)
+    return create_app(tally)

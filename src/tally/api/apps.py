@@ -88,7 +88,9 @@ class AppsAPI(Facade):
 
     def __init__(self, tally: Tally) -> None:
         super().__init__(tally)
-        self.limiter = RateLimiter(tally.settings.apps_rate_limit_per_second, tally.settings.clock)
+        self.limiter = RateLimiter(
+            tally.settings.apps_rate_limit_per_second, tally.settings.clock, tally.rate_limit_state
+        )
 
     # -- errors ----------------------------------------------------------------------------
     def render_error(self, error: TallyError, call: Call | None, request_id: str) -> Response:
@@ -109,7 +111,7 @@ class AppsAPI(Facade):
         directory = self.tally.directory.require(token.org)
         query = self._query(call.body)
         page = app_usage(
-            self.tally.store,
+            self.tally.event_store,
             directory,
             query,
             now=self.tally.settings.clock(),

@@ -98,6 +98,11 @@ class Facade:
             for op in self.operations()
         ]
 
+    def _handle(self, op: Operation, call: Call) -> Response:
+        """One call, on a worker thread: first catch up with other workers' directory writes."""
+        self.tally.sync()
+        return op.handler(call)
+
     def _endpoint(self, op: Operation) -> Callable[[Request], Any]:
         limit = op.max_body or self.tally.settings.max_body_bytes
         server_timing = self.tally.settings.server_timing
@@ -109,7 +114,7 @@ class Facade:
             try:
                 body = await read_body(request, limit) if op.method in ("POST", "PUT") else b""
                 call = Call(request, body, request_id)
-                response = await run_in_threadpool(op.handler, call)
+                response = await run_in_threadpool(self._handle, op, call)
             except TallyError as error:
                 response = self.render_error(error, call, request_id)
                 response.headers.update(error.headers)

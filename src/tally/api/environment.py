@@ -106,7 +106,7 @@ class EnvironmentAPI(Facade):
         token = self.tally.access.authenticate(call.bearer())
         query, domain = _parse(call)
         result = environment_statistics(
-            self.tally.store,
+            self.tally.event_store,
             self._scope(token, domain),
             query,
             max_days=self.tally.settings.environment_max_days,

@@ -101,7 +101,7 @@ class LingmaAPI(Facade):
         exists = token.org is not None or self.tally.directory.get(org_id) is not None
         self.tally.access.authorize(token, org_id, "read", org_exists=exists)
         query = self._query(call)
-        page = department_usage(self.tally.store, self.tally.directory.require(org_id), query)
+        page = department_usage(self.tally.event_store, self.tally.directory.require(org_id), query)
         rows = [_row(day, query.department_id) for day in page.days]
         return JSONResponse(rows, headers=_headers(query, page))
 

@@ -79,7 +79,7 @@ class TallyAPI(Facade):
         org_id = call.path("org")
         body = decode_json(call.body, OrgInput)
         has_events = self.tally.directory.get(org_id) is not None and (
-            self.tally.store.count_events(org_id) > 0
+            self.tally.event_store.count_events(org_id) > 0
         )
         org = self.tally.directory.put_org(org_id, body, has_events=has_events)
         return JSONResponse(org)
@@ -206,7 +206,7 @@ class TallyAPI(Facade):
         limit = _int_param(call, "limit", 100, 1, self.tally.settings.events_page_max)
         start, end = _instant_param(call, "start"), _instant_param(call, "end")
         after = _cursor(call.query("cursor"))
-        rows = self.tally.store.list_events(
+        rows = self.tally.event_store.list_events(
             directory.org.id, start_us=start, end_us=end, after=after, limit=limit
         )
         next_cursor = f"{rows[-1].ts}:{rows[-1].id}" if len(rows) == limit else None

@@ -9,22 +9,28 @@ import threading
 
 from tally.errors import BadRequest, Forbidden, InvalidToken, NotFound, Unauthorized
 from tally.settings import Clock
-from tally.stores.base import Store
+from tally.stores.base import DirectoryStore
 from tally.tokens import SCOPES, Scope, TokenRecord, hash_secret, matches, new_token, public_id
 
 
 class AccessService:
     """Creates tokens and answers "which token is this, and may it do that?"."""
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: DirectoryStore, clock: Clock) -> None:
         self._store = store
         self._clock = clock
         self._lock = threading.Lock()
         self._by_hash: dict[str, TokenRecord] = {}
-        self._reload()
+        #: The configured environment admin token: in memory only, kept across reloads.
+        self._configured: TokenRecord | None = None
+        self.reload()
 
-    def _reload(self) -> None:
-        self._by_hash = {t.hash: t for t in self._store.list_tokens()}
+    def reload(self) -> None:
+        """Read the tokens again (another process sharing the store may have written one)."""
+        tokens = {t.hash: t for t in self._store.list_tokens()}
+        if self._configured is not None:
+            tokens[self._configured.hash] = self._configured
+        self._by_hash = tokens
 
     # -- the environment admin -------------------------------------------------------------
     def bootstrap_admin(self, configured: str) -> str | None:
@@ -43,6 +49,7 @@ class AccessService:
                 created_at=self._clock(),
             )
             with self._lock:
+                self._configured = record
                 self._by_hash[record.hash] = record
             return None
         with self._lock:

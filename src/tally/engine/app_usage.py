@@ -12,7 +12,7 @@ import msgspec
 from tally.engine.memo import derived
 from tally.errors import BadRequest
 from tally.model.directory import App, Directory
-from tally.stores.base import AppTotals, Store
+from tally.stores.base import AppTotals, EventStore
 from tally.timeutil import day_end, from_micros, local_day, to_micros
 
 
@@ -61,7 +61,12 @@ class AppUsagePage:
 
 
 def app_usage(
-    store: Store, directory: Directory, query: AppUsageQuery, *, now: datetime, max_days_back: int
+    store: EventStore,
+    directory: Directory,
+    query: AppUsageQuery,
+    *,
+    now: datetime,
+    max_days_back: int,
 ) -> AppUsagePage:
     """The page of apps ``query`` asks for, as of the end of its day (M), in the org's days."""
     tz = directory.org.timezone

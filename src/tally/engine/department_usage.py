@@ -12,7 +12,7 @@ import msgspec
 from tally.engine.memo import derived
 from tally.errors import NotFound
 from tally.model.directory import Directory, Member, MemberVersion
-from tally.stores.base import AssistantDay, MemberSpan, Store
+from tally.stores.base import AssistantDay, EventStore, MemberSpan
 from tally.timeutil import day_end, day_start, to_micros
 
 
@@ -60,7 +60,7 @@ class DepartmentUsagePage:
 
 
 def department_usage(
-    store: Store, directory: Directory, query: DepartmentUsageQuery
+    store: EventStore, directory: Directory, query: DepartmentUsageQuery
 ) -> DepartmentUsagePage:
     """Answer ``query`` for ``directory``'s organization; ``NotFound`` for an unknown department."""
     if query.department_id not in directory.departments:

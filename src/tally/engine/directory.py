@@ -30,15 +30,16 @@ from tally.model.directory import (
     first_divergence,
 )
 from tally.settings import Clock
-from tally.stores.base import Store
+from tally.stores.base import DirectoryStore, EventStore
 from tally.timeutil import is_valid_zone, local_day
 
 
 class DirectoryService:
     """Reads and writes the directory; writes are serialised, reads come from a snapshot."""
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: DirectoryStore, events: EventStore, clock: Clock) -> None:
         self._store = store
+        self._events = events
         self._clock = clock
         self._lock = threading.RLock()
         self._snapshots: dict[str, Directory] = {}
@@ -53,6 +54,11 @@ class DirectoryService:
                 if snapshot is not None:
                     self._snapshots[org_id] = snapshot
         return snapshot
+
+    def forget(self) -> None:
+        """Drop every cached snapshot (another process sharing the store wrote the directory)."""
+        with self._lock:
+            self._snapshots = {}
 
     @contextmanager
     def held(self, org_id: str) -> Iterator[Directory]:
@@ -128,7 +134,7 @@ class DirectoryService:
             department = Department(id=dept_id, name=body.name, parent=body.parent)
             current = directory.departments.get(dept_id)
             if current is not None and current.parent != body.parent:
-                self._store.invalidate_department_days(org_id, None)  # every subtree above moves
+                self._events.invalidate_department_days(org_id, None)  # every subtree above moves
             self._store.put_department(org_id, department)
             self._changed(org_id, departments=department)
         return department
@@ -174,10 +180,10 @@ class DirectoryService:
         org, tz = directory.org.id, directory.org.timezone
         moved = first_divergence(old.versions, new.versions, lambda v: frozenset(v.departments))
         if moved is not None:
-            self._store.invalidate_department_days(org, _first_day(moved, tz))
+            self._events.invalidate_department_days(org, _first_day(moved, tz))
         developer = first_divergence(old.versions, new.versions, lambda v: v.developer)
         if developer is not None:
-            self._store.invalidate_activity_days(org, _first_day(developer, tz))
+            self._events.invalidate_activity_days(org, _first_day(developer, tz))
 
     def put_workspace(self, org_id: str, workspace_id: str, body: WorkspaceInput) -> Workspace:
         now = self._clock()

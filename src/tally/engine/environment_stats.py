@@ -16,7 +16,7 @@ from typing import Literal, NamedTuple, TypeVar
 from tally.engine.memo import derived
 from tally.errors import BadRequest
 from tally.model.directory import Directory, Member, Workspace
-from tally.stores.base import ActiveMembers, MemberSpan, Store
+from tally.stores.base import ActiveMembers, EventStore, MemberSpan
 from tally.timeutil import day_end, day_start, days, local_day, localize, to_micros
 
 StatsType = Literal["users", "developers", "workspaces"]
@@ -71,7 +71,7 @@ class WorkspaceStats:
 
 
 def environment_statistics(
-    store: Store, directories: Sequence[Directory], query: StatsQuery, *, max_days: int
+    store: EventStore, directories: Sequence[Directory], query: StatsQuery, *, max_days: int
 ) -> MemberStats | WorkspaceStats:
     """The figures of ``query`` over the organizations of ``directories``, summed.
 
@@ -181,7 +181,7 @@ class OrgWindow:
 
     def active(
         self,
-        store: Store,
+        store: EventStore,
         *,
         developers: bool = False,
         per_workspace: bool = False,
@@ -238,7 +238,7 @@ def developer_spans(directory: Directory, start_us: int, end_us: int) -> list[Me
 # -- users and developers ------------------------------------------------------------------
 
 
-def _member_stats(store: Store, windows: list[OrgWindow], *, developers: bool) -> MemberStats:
+def _member_stats(store: EventStore, windows: list[OrgWindow], *, developers: bool) -> MemberStats:
     total: Counter[date] = Counter()
     per_day: Counter[date] = Counter()
     monthly: Counter[Month] = Counter()
@@ -267,7 +267,7 @@ def _member_stats(store: Store, windows: list[OrgWindow], *, developers: bool) -
 
 
 def _workspace_stats(
-    store: Store, windows: list[OrgWindow], environment_wide: bool
+    store: EventStore, windows: list[OrgWindow], environment_wide: bool
 ) -> WorkspaceStats:
     """Column-wise: one list of totals per workspace, aligned to the days (a year of 300
     workspaces is 100,000 figures; building them as per-day lookups dominated the answer's

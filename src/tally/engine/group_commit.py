@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from tally.model.events import StoredEvent
-from tally.stores.base import Store
+from tally.stores.base import EventStore
 
 
 @dataclass
@@ -31,7 +31,7 @@ class _Batch:
 class GroupCommitter:
     """Appends batches of events to a store, several batches per transaction under load."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: EventStore) -> None:
         self._store = store
         self._queue: list[_Batch] = []
         self._queue_lock = threading.Lock()

@@ -37,7 +37,7 @@ from tally.model.events import (
     decode_ndjson,
 )
 from tally.settings import Clock
-from tally.stores.base import Store
+from tally.stores.base import EventStore
 from tally.timeutil import to_micros, zone
 
 
@@ -78,7 +78,7 @@ class Ingestor:
     """Validates events against the directory and appends them to the store."""
 
     def __init__(
-        self, store: Store, directory: DirectoryService, clock: Clock, max_future_seconds: int
+        self, store: EventStore, directory: DirectoryService, clock: Clock, max_future_seconds: int
     ) -> None:
         self._store = store
         self._directory = directory

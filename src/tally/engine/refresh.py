@@ -21,7 +21,7 @@ from tally.engine.directory import DirectoryService
 from tally.engine.environment_stats import developer_spans
 from tally.engine.memo import derived
 from tally.model.directory import Directory
-from tally.stores.base import Store
+from tally.stores.base import EventStore
 from tally.timeutil import day_start, month_first, next_month, to_micros
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ S = TypeVar("S")
 CHUNK_DAYS = 31
 
 
-def refresh_departments(store: Store, directories: DirectoryService, org_id: str) -> int:
+def refresh_departments(store: EventStore, directories: DirectoryService, org_id: str) -> int:
     """Recompute the organization's stale per-department days; answers how many there were."""
     return _refresh(
         directories,
@@ -44,7 +44,7 @@ def refresh_departments(store: Store, directories: DirectoryService, org_id: str
     )
 
 
-def refresh_activity(store: Store, directories: DirectoryService, org_id: str) -> int:
+def refresh_activity(store: EventStore, directories: DirectoryService, org_id: str) -> int:
     """Recompute the organization's stale activity days (and their months, whole); answers how
     many days there were."""
     return _refresh(
@@ -86,14 +86,14 @@ def _refresh(
     return done
 
 
-def refresh_org(store: Store, directories: DirectoryService, org_id: str) -> int:
+def refresh_org(store: EventStore, directories: DirectoryService, org_id: str) -> int:
     """Every second-level rollup of the organization; answers the stale days recomputed."""
     return refresh_departments(store, directories, org_id) + refresh_activity(
         store, directories, org_id
     )
 
 
-def refresh_all(store: Store, directories: DirectoryService) -> int:
+def refresh_all(store: EventStore, directories: DirectoryService) -> int:
     """:func:`refresh_org` of every organization."""
     return sum(refresh_org(store, directories, org.id) for org in directories.orgs())
 
@@ -119,7 +119,7 @@ def _chunks(days: Sequence[date], span: int) -> Iterator[list[date]]:
 class Refresher:
     """A daemon thread that runs :func:`refresh_all` every ``interval`` seconds until stopped."""
 
-    def __init__(self, store: Store, directories: DirectoryService, interval: float) -> None:
+    def __init__(self, store: EventStore, directories: DirectoryService, interval: float) -> None:
         self._store = store
         self._directories = directories
         self._interval = interval

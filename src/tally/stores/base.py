@@ -1,4 +1,9 @@
-"""The store interface: what any backend (DuckDB now, ClickHouse next) must answer.
+"""The store interfaces: what any backend must answer, in two parts named for what they hold.
+
+``DirectoryStore`` keeps the small transactional facts (organizations, departments, members with
+their versions, workspaces, apps, tokens); ``EventStore`` keeps the events, their rollups and the
+statistics reads. DuckDB implements both in one file (``Store``); the scale-out configuration
+puts the directory in PostgreSQL and the events in ClickHouse.
 
 Signatures speak the domain (organizations, members, events, instants as aware datetimes and
 epoch microseconds, days as dates); no backend concept appears here. Writes of one store are
@@ -29,8 +34,12 @@ class AppendResult:
     new_ids: frozenset[str]
 
 
-class Store(ABC):
-    """Persistence of one Tally environment."""
+class DirectoryStore(ABC):
+    """The directory and the tokens of one Tally environment."""
+
+    #: Whether other processes may write this store too (then a process compares
+    #: :meth:`directory_version` per request to notice their writes).
+    shared: bool = False
 
     # -- organizations ---------------------------------------------------------------------
     @abstractmethod
@@ -69,6 +78,19 @@ class Store(ABC):
     @abstractmethod
     def list_tokens(self) -> list[TokenRecord]:
         """Every token (hashes only), environment admin's included."""
+
+    def directory_version(self) -> int:
+        """A number that changes whenever any directory or token write is stored, so that a
+        process sharing this store with others knows when its cached directory is outdated.
+        A store used by one process only may answer a constant."""
+        return 0
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class EventStore(ABC):
+    """The events of one Tally environment, their rollups and the statistics reads."""
 
     # -- events ----------------------------------------------------------------------------
     @abstractmethod
@@ -203,6 +225,10 @@ class Store(ABC):
         """For each of ``app_ids``, its events up to the end of the org day ``day`` (events with
         ``ts < end_us``, ``end_us`` being that day's instant M): resource sums, latest data
         volume, latest visit and edit. Apps without any such event are left out."""
+
+
+class Store(DirectoryStore, EventStore):
+    """Both parts in one backend (the embedded DuckDB file)."""
 
 
 # -- member spans: who counts, and when (department usage, environment statistics) ---------
