@@ -51,10 +51,31 @@ def settings(tmp_path: Path, clock: FixedClock) -> Settings:
     )
 
 
+#: The API and scenario suites that run over both store configurations (contract section 8:
+#: the same answers, byte for byte, from DuckDB and from PostgreSQL + a 2-shard ClickHouse).
+BOTH_CONFIGURATIONS = {
+    "test_apps",
+    "test_auth",
+    "test_directory",
+    "test_dst_days",
+    "test_environment",
+    "test_events",
+    "test_lingma",
+    "test_scale_out",
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if "stores_kind" in metafunc.fixturenames and module in BOTH_CONFIGURATIONS:
+        metafunc.parametrize("stores_kind", ["duckdb", "scale-out"], indirect=True)
+
+
 @pytest.fixture
-def stores_kind() -> str:
+def stores_kind(request: pytest.FixtureRequest) -> str:
     """Which stores the ``tally`` fixture opens: ``duckdb`` or ``scale-out``."""
-    return "duckdb"
+    kind: str = getattr(request, "param", "duckdb")
+    return kind
 
 
 @pytest.fixture
