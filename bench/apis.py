@@ -5,7 +5,8 @@ a few untimed warm-up requests, then up to ``count`` timed ones or ``seconds`` o
 the client's figures, each question reports the server's own time for the same requests (its
 ``Server-Timing`` header): the difference is the HTTP exchange and the client's parsing. A
 question whose route is not there yet (404 with no JSON body of the API's family) is reported
-as unavailable rather than timed; any other non-200 answer is an error in the results.
+as unavailable rather than timed; any other non-200 answer, or a request that times out
+(``timeout`` seconds), is an error in the results.
 """
 
 from __future__ import annotations
@@ -106,14 +107,19 @@ def time_apis(
     count: int,
     seconds: float,
     keys: set[str] | None = None,
+    timeout: float = 120.0,
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    with httpx.Client(base_url=base_url, timeout=120.0) as client:
+    with httpx.Client(base_url=base_url, timeout=timeout) as client:
         for question in QUESTIONS:
             if keys and question.key not in keys:
                 continue
             method, path, kwargs = request_for(question, end_day, subtree, root, token)
-            first = client.request(method, path, **kwargs)
+            try:
+                first = client.request(method, path, **kwargs)
+            except httpx.HTTPError as exc:  # a timeout: report it, go on with the others
+                results[question.key] = {"available": True, "error": repr(exc)}
+                continue
             if first.status_code == 404 and "json" not in first.headers.get("content-type", ""):
                 results[question.key] = {"available": False, "status": 404}
                 continue
@@ -138,7 +144,11 @@ def time_apis(
                 statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
                 server_seconds.append(_server_seconds(response))
 
-            stats = measure(ask, warmup=warmup, count=count, seconds=seconds)
+            try:
+                stats = measure(ask, warmup=warmup, count=count, seconds=seconds)
+            except httpx.HTTPError as exc:
+                results[question.key] = {"available": True, "error": repr(exc)}
+                continue
             stats["server"] = summarize_ms(server_seconds[len(server_seconds) - stats["n"] :])
             stats["available"] = True
             stats["statuses"] = {str(k): v for k, v in statuses.items()}

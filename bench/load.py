@@ -2,8 +2,9 @@
 
 Run as its own process (``python bench/load.py --url ... --token ...``) so that its CPU is not
 the bench driver's; prints one JSON object: events/s acknowledged, requests, p50/p99 batch
-latency, and the CPU seconds the load process and (when ``--server-pid`` is given) the server
-used. Only loopback URLs are accepted. Bounded: new batches stop after ``--seconds`` and after
+latency, and the share of a core the load process, the server (``--server-pid``, repeated for
+each worker process) and other watched processes (``--watch-pid LABEL=PID``: the stores) used.
+Only loopback URLs are accepted. Bounded: new batches stop after ``--seconds`` and after
 ``--max-batches``; every request has a timeout.
 
 :func:`batch_maker` is shared with ``ceiling.py``: every batch has fresh ids (a run tag, the
@@ -115,16 +116,17 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 accepted += int(response.json().get("accepted", 0))
                 last_done = done
 
-    server_cpu_before = cpu_seconds(args.server_pid) if args.server_pid else None
+    groups = {"server": args.server_pid, **_watched(args.watch_pid)}
+    cpu_before = {label: _cpu(pids) for label, pids in groups.items()}
     own_before = time.process_time()
     await asyncio.gather(*(client_loop() for _ in range(args.clients)))
     elapsed = max(last_done - started, 1e-9)
-    server_cpu_after = cpu_seconds(args.server_pid) if args.server_pid else None
-    server_cpu = (
-        server_cpu_after - server_cpu_before
-        if server_cpu_before is not None and server_cpu_after is not None
-        else None
-    )
+    cpu_after = {label: _cpu(pids) for label, pids in groups.items()}
+    shares = {
+        label: round((cpu_after[label] - before) / elapsed, 3)
+        for label, before in cpu_before.items()
+        if before is not None and cpu_after[label] is not None
+    }
     return {
         "clients": args.clients,
         "batch_size": args.batch_size,
@@ -135,8 +137,25 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "latency": summarize_ms(latencies),
         "errors": errors,
         "load_cpu_share": round((time.process_time() - own_before) / elapsed, 3),
-        "server_cpu_share": None if server_cpu is None else round(server_cpu / elapsed, 3),
+        "server_cpu_share": shares.get("server"),
+        **({"cpu_share": shares} if args.watch_pid else {}),
     }
+
+
+def _watched(specs: list[str]) -> dict[str, list[int]]:
+    """``LABEL=PID`` specs grouped by label."""
+    groups: dict[str, list[int]] = {}
+    for spec in specs:
+        label, _, pid = spec.rpartition("=")
+        groups.setdefault(label or "other", []).append(int(pid))
+    return groups
+
+
+def _cpu(pids: list[int]) -> float | None:
+    """CPU seconds used so far by ``pids`` together (those that exited count no more)."""
+    values = [cpu_seconds(pid) for pid in pids]
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,7 +168,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--max-batches", type=int, default=100_000)
     parser.add_argument("--timeout", type=float, default=60.0)
-    parser.add_argument("--server-pid", type=int, default=0)
+    parser.add_argument(
+        "--server-pid",
+        type=int,
+        action="append",
+        default=[],
+        help="a server process whose CPU share to report (repeat for each worker)",
+    )
+    parser.add_argument(
+        "--watch-pid",
+        action="append",
+        default=[],
+        help="LABEL=PID: another process whose CPU share to report under LABEL (repeatable)",
+    )
     parser.add_argument("--tag", default=f"h{int(time.time())}")
     args = parser.parse_args(argv)
     host = urlparse(args.url).hostname or ""

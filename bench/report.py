@@ -9,6 +9,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import date
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -31,6 +32,13 @@ INGEST_TARGET = 150_000.0
 INGEST_CEILING_SHARE = 0.5
 RSS_TARGET = GIB
 SCALING_TARGET = 2.0
+#: Targets of the scale-out configuration (PostgreSQL + 2-shard ClickHouse, issue 15).
+SO_IMPORT_TARGET = 500_000.0
+SO_INGEST_TARGET = 100_000.0  # with 2 workers
+SO_WORKER_SPEEDUP = 1.6  # 2 workers over 1
+SO_LATENCY_TARGETS: dict[str, tuple[float, tuple[str, ...]]] = {
+    "dept_subtree_31d": (20.0, ("100M",)),
+}
 
 
 def machine() -> dict[str, Any]:
@@ -56,6 +64,7 @@ def versions(postgres: str | None) -> dict[str, Any]:
         "pyarrow",
         "numpy",
         "psycopg",
+        "clickhouse-driver",
         "httpx",
         "uvicorn",
         "starlette",
@@ -201,6 +210,8 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             None if rss is None or size != "100M" else rss <= RSS_TARGET,
             None if rss is None else rss / RSS_TARGET,
         )
+        if "scale_out" in data:
+            _evaluate_scale_out(size, data["scale_out"], add)
     low = (sizes.get("10M", {}).get("api", {}).get("dept_subtree_31d") or {}).get("p99_ms")
     high = (sizes.get("100M", {}).get("api", {}).get("dept_subtree_31d") or {}).get("p99_ms")
     if low and high:
@@ -213,6 +224,99 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             high / low,
         )
     return checks
+
+
+def _ingest_rate(scale_out: dict[str, Any], workers: int) -> float | None:
+    rate = (scale_out.get(f"workers_{workers}") or {}).get("http_ingest", {}).get("events_per_s")
+    return None if rate is None else float(rate)
+
+
+def _evaluate_scale_out(size: str, so: dict[str, Any], add: Callable[..., None]) -> None:
+    """The scale-out configuration's figures with a target (their names start "scale-out")."""
+    rate = (so.get("import") or {}).get("events_per_s")
+    add(
+        size,
+        "scale-out tally import events/s",
+        rate,
+        ">= 500,000/s",
+        None if rate is None else rate >= SO_IMPORT_TARGET,
+        None if rate is None else rate / SO_IMPORT_TARGET,
+    )
+    one, two = _ingest_rate(so, 1), _ingest_rate(so, 2)
+    add(
+        size,
+        "scale-out HTTP ingest 2 workers events/s",
+        two,
+        ">= 100,000/s",
+        None if two is None else two >= SO_INGEST_TARGET,
+        None if two is None else two / SO_INGEST_TARGET,
+    )
+    speedup = two / one if one and two else None
+    add(
+        size,
+        "scale-out HTTP ingest 2 workers / 1 worker",
+        speedup,
+        ">= 1.6x",
+        None if speedup is None else speedup >= SO_WORKER_SPEEDUP,
+        None if speedup is None else speedup / SO_WORKER_SPEEDUP,
+    )
+    api = so.get("api", {})
+    for key, (limit, only) in SO_LATENCY_TARGETS.items():
+        p99 = (api.get(key) or {}).get("p99_ms")
+        applies = not only or size in only
+        add(
+            size,
+            f"scale-out {key} p99 ms",
+            p99,
+            f"<= {limit:g} ms" + (f" (at {', '.join(only)})" if only else ""),
+            None if p99 is None or not applies else p99 <= limit,
+            None if p99 is None else p99 / limit,
+        )
+
+
+def _mib(value: float | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.0f}"
+
+
+def _peak(so: dict[str, Any], role: str) -> dict[str, Any]:
+    return dict((so.get("peak_rss") or {}).get(role) or {})
+
+
+def _so_rss_rows(so: dict[str, Any]) -> list[tuple[str, str]]:
+    """(figure, scale-out cell) of the peak-RSS rows: each tally process, each store."""
+    rows: list[tuple[str, str]] = []
+    for workers in (1, 2):
+        label = f"tally serve {workers}w"
+        if workers == 1:
+            cell = f"{_mib(_peak(so, label).get('max_bytes'))} MiB"
+        else:
+            peaks = _peak(so, f"{label} worker").get("peaks_bytes", {})
+            each = " + ".join(_mib(v) for v in peaks.values()) or "-"
+            cell = f"{each} MiB (+{_mib(_peak(so, label).get('max_bytes'))} supervisor)"
+        rows.append((f"  tally serve, {workers} worker(s)", cell))
+    clickhouse = [_mib(_peak(so, f"clickhouse s{i}").get("max_bytes")) for i in (0, 1)]
+    rows.append(("  ClickHouse s0 / s1", f"{' / '.join(clickhouse)} MiB"))
+    postmaster = _peak(so, "postgresql")
+    backends = _peak(so, "postgresql child")
+    rows.append(
+        (
+            "  PostgreSQL: postmaster / largest other",
+            f"{_mib(postmaster.get('max_bytes'))} / {_mib(backends.get('max_bytes'))} MiB"
+            f" ({backends.get('processes', 0)} others)",
+        )
+    )
+    return rows
+
+
+def _cores(http: dict[str, Any]) -> str:
+    """Cores used during HTTP ingest: tally / ClickHouse / PostgreSQL (scale-out), or the
+    server alone (DuckDB)."""
+    shares = http.get("cpu_share") or {}
+    server = http.get("server_cpu_share")
+    if not shares:
+        return "" if server is None else f"{server:.2f}"
+    cells = [shares.get(k) for k in ("server", "clickhouse", "postgresql")]
+    return " / ".join("-" if v is None else f"{v:.2f}" for v in cells)
 
 
 def consistency(data: dict[str, Any]) -> list[str]:
@@ -235,19 +339,49 @@ def consistency(data: dict[str, Any]) -> list[str]:
             found.append(
                 f"{key}: Tally x-total {total} {'==' if same else '!='} raw days {raw_rows[0][1]}"
             )
+    so_api = (data.get("scale_out") or {}).get("api", {})
+    for question in QUESTIONS:  # the scale-out answers against the DuckDB ones (same data)
+        duck = ((api.get(question.key) or {}).get("answer")) or None
+        scaled = ((so_api.get(question.key) or {}).get("answer")) or None
+        if duck is not None and scaled is not None:
+            facts = ", ".join(f"{k} {v}" for k, v in scaled.items())
+            if duck == scaled:
+                found.append(f"{question.key}: scale-out answer == DuckDB's ({facts})")
+            else:
+                found.append(f"{question.key}: scale-out answer ({facts}) != DuckDB's {duck}")
     return found
 
 
 def render(results: dict[str, Any]) -> str:
-    """The one printed table."""
+    """The one printed table; with scale-out figures (``--store scale-out``) it gains a
+    "Tally scale-out" column beside Tally's (DuckDB) and a verdict column for its targets."""
     lines: list[str] = []
-    width = (8, 40, 30, 30, 30, 30)
-    header = ("size", "figure", "Tally", "raw DuckDB", "PostgreSQL 15", "target / verdict")
+    both = any("scale_out" in data for data in results.get("sizes", {}).values())
+    width: tuple[int, ...] = (8, 40, 30, 30, 30, 30)
+    header: tuple[str, ...] = ("size", "figure", "Tally", "raw DuckDB", "PostgreSQL 15")
+    header += ("target / verdict",)
+    if both:
+        width = (8, 40, 30, 34, 30, 30, 40, 30)
+        header = ("size", "figure", "Tally (DuckDB)", "Tally scale-out (PG + 2 CH)")
+        header += ("raw DuckDB", "PostgreSQL 15", "target / verdict (DuckDB)")
+        header += ("scale-out target / verdict",)
 
-    def row(*cells: str) -> None:
+    def row(
+        size: str,
+        figure: str,
+        tally: str,
+        raw: str,
+        pg: str,
+        target: str,
+        so: str = "",
+        so_target: str = "",
+    ) -> None:
+        cells = (size, figure, tally, raw, pg, target)
+        if both:
+            cells = (size, figure, tally, so, raw, pg, target, so_target)
         lines.append(" | ".join(c.ljust(w) for c, w in zip(cells, width, strict=True)).rstrip())
 
-    row(*header)
+    lines.append(" | ".join(c.ljust(w) for c, w in zip(header, width, strict=True)).rstrip())
     lines.append("-+-".join("-" * w for w in width))
     checks = {(c["size"], c["figure"]): c for c in evaluate(results)}
 
@@ -259,7 +393,13 @@ def render(results: dict[str, Any]) -> str:
         return _verdict(check["met"], f"{check['target']} {ratio}")
 
     for size, data in results.get("sizes", {}).items():
+        so: dict[str, Any] = data.get("scale_out") or {}
+        so_api = so.get("api", {})
+        so_http = {w: (so.get(f"workers_{w}") or {}).get("http_ingest") or {} for w in (1, 2)}
+        if so.get("error"):
+            row(size, "scale-out: FAILED", "", "", "", "", so["error"][:34])
         imp = data.get("import", {})
+        so_imp = so.get("import") or {}
         row(
             size,
             "tally import",
@@ -267,7 +407,14 @@ def render(results: dict[str, Any]) -> str:
             "",
             "",
             verdict(size, "tally import events/s"),
+            _rate(so_imp.get("events_per_s")) + (" (into ClickHouse)" if so_imp else ""),
+            verdict(size, "scale-out tally import events/s"),
         )
+        if both:
+            migrate = so.get("migrate") or {}
+            seconds = migrate.get("seconds")
+            row(size, "  directory copy (tally migrate)", "", "", "", "",
+                "-" if seconds is None else f"{seconds:.1f} s")  # fmt: skip
         http = data.get("http_ingest", {})
         lat = http.get("latency") or {}
         row(
@@ -277,16 +424,33 @@ def render(results: dict[str, Any]) -> str:
             "",
             "",
             verdict(size, "HTTP ingest events/s"),
+            _rate(so_http[1].get("events_per_s")) + (" (1 worker)" if so_http[1] else ""),
         )
-        if lat.get("p50_ms") is not None:
+        if lat.get("p50_ms") is not None or both:
             row(
                 size,
                 "  batch latency p50 / p99",
-                f"{lat['p50_ms']:.1f} / {lat['p99_ms']:.1f} ms",
+                _pair(lat),
                 "",
                 "",
                 "",
+                _pair(so_http[1].get("latency") or {}),
             )
+        if both:
+            row(size, "  cores: tally / ClickHouse / PostgreSQL", _cores(http), "", "", "",
+                _cores(so_http[1]))  # fmt: skip
+            row(size, "HTTP ingest, 2 workers", "", "", "", "",
+                _rate(so_http[2].get("events_per_s")),
+                verdict(size, "scale-out HTTP ingest 2 workers events/s"))  # fmt: skip
+            row(size, "  batch latency p50 / p99", "", "", "", "",
+                _pair(so_http[2].get("latency") or {}))  # fmt: skip
+            row(size, "  cores: tally / ClickHouse / PostgreSQL", "", "", "", "",
+                _cores(so_http[2]))  # fmt: skip
+            check = checks.get((size, "scale-out HTTP ingest 2 workers / 1 worker")) or {}
+            value = check.get("value")
+            row(size, "  2 workers / 1 worker", "", "", "", "",
+                "-" if value is None else f"{value:.2f}x",
+                verdict(size, "scale-out HTTP ingest 2 workers / 1 worker"))  # fmt: skip
         ceiling = data.get("ceiling", {})
         one, many = ceiling.get("one_loop") or {}, ceiling.get("threads") or {}
         if one or many:
@@ -308,6 +472,9 @@ def render(results: dict[str, Any]) -> str:
             target = ""
             if key in LATENCY_TARGETS:
                 target = verdict(size, f"{key} p99 ms")
+            so_target = ""
+            if key in SO_LATENCY_TARGETS:
+                so_target = verdict(size, f"scale-out {key} p99 ms")
             row(
                 size,
                 question.label + " p50/p99",
@@ -315,16 +482,20 @@ def render(results: dict[str, Any]) -> str:
                 _lat(raw.get(key)),
                 _lat(pg.get(key)),
                 target,
+                _lat(so_api.get(key)) if so else "",
+                so_target,
             )
             server = (api.get(key) or {}).get("server") or {}
-            if server.get("p50_ms") is not None:
+            so_server = (so_api.get(key) or {}).get("server") or {}
+            if server.get("p50_ms") is not None or so_server.get("p50_ms") is not None:
                 row(
                     size,
                     "  the server's own time p50/p99",
-                    f"{server['p50_ms']:.1f} / {server['p99_ms']:.1f} ms",
+                    _pair(server),
                     "",
                     "",
                     "",
+                    _pair(so_server) if so else "",
                 )
             if key == PG_SPEEDUP_TARGET[0]:
                 check = checks.get((size, f"{key}: PostgreSQL p50 / Tally p50"))
@@ -346,6 +517,12 @@ def render(results: dict[str, Any]) -> str:
             "",
             verdict(size, "server peak RSS bytes"),
         )
+        if both:
+            so_peak = so_imp.get("peak_rss_bytes")
+            row(size, "  tally import", f"{_mib(imp.get('peak_rss_bytes'))} MiB", "", "", "",
+                f"{_mib(so_peak)} MiB")  # fmt: skip
+            for figure, cell in _so_rss_rows(so):
+                row(size, figure, "", "", "", "", cell)
     growth = checks.get(("100M/10M", "dept_subtree_31d p99 growth"))
     if growth:
         row(
@@ -357,3 +534,10 @@ def render(results: dict[str, Any]) -> str:
             _verdict(growth["met"], "<= 2x"),
         )
     return "\n".join(lines)
+
+
+def _pair(stats: dict[str, Any]) -> str:
+    """``p50 / p99 ms`` of a summary, or empty."""
+    if stats.get("p50_ms") is None:
+        return ""
+    return f"{stats['p50_ms']:.1f} / {stats['p99_ms']:.1f} ms"

@@ -11,7 +11,11 @@ For each size (default 1M and 10M events; ``--with-100m`` adds 100M):
    answers the same questions;
 5. ``tally serve`` on loopback answers the three APIs (p50/p99 per question), then takes 8
    concurrent clients posting 1,000-event batches (HTTP ingest events/s); its peak RSS is read;
-6. after the server stops, the in-process ceiling (decode + validate + append) is measured.
+6. after the server stops, the in-process ceiling (decode + validate + append) is measured;
+7. with ``--store scale-out``, the same directory and events in the scale-out stores
+   (PostgreSQL + a 2-shard ClickHouse cluster, fresh per size): ``tally import`` into
+   ClickHouse, the APIs through ``tally serve --workers 1``, HTTP ingest with 1 and 2 workers,
+   the peak RSS of every process (``scaleout.py``); side by side with the DuckDB figures.
 
 It prints one table and writes ``bench/results/<YYYY-MM-DD>-<n>.json`` (updated after each size,
 so an interrupted run keeps what it measured). See ``bench/README.md``.
@@ -64,6 +68,17 @@ NOTES = [
     " the service's rules are the tests' business).",
 ]
 
+SCALE_OUT_NOTES = [
+    "Scale-out (--store scale-out): fresh PostgreSQL 15 (directory, tokens) and two"
+    " ClickHouse 18.16 servers (cluster of 2 shards, events) per size, on the same 2 cores as"
+    " everything else; tally connects to the first ClickHouse server, which also coordinates"
+    " each query over both shards. The APIs are timed on `tally serve --workers 1`; HTTP"
+    " ingest is measured with 1 and then 2 workers (the same 8 clients), each after an"
+    " untimed run of up to 10 s (a worker loads the directory at its first request).",
+    "Peak RSS (VmHWM) of every process is read once a second and just before each stops;"
+    " PostgreSQL's backends count the shared buffers they touched, so their peaks overlap.",
+]
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -96,6 +111,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="reuse a per-size file kept by an earlier run (--keep-db): skip copy and import",
     )
     parser.add_argument("--keep-db", action="store_true", help="keep the per-size Tally files")
+    parser.add_argument(
+        "--store",
+        choices=("duckdb", "scale-out", "both"),
+        default="duckdb",
+        help="duckdb: the DuckDB file only; scale-out (= both): the DuckDB figures and, in the"
+        " same run and table, PostgreSQL + 2-shard ClickHouse with 1 and 2 workers",
+    )
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR)
     parser.add_argument("--out", type=Path, default=None, help="results JSON path")
     args = parser.parse_args(argv)
@@ -110,6 +132,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown size {unknown[0]!r}; choose from {', '.join(SIZES)}")
     args.size_names = names
+    args.scale_out = args.store != "duckdb"
     keys = {k for k in args.questions.split(",") if k}
     if keys - set(QUESTION_KEYS):
         parser.error(f"unknown question; choose from {', '.join(QUESTION_KEYS)}")
@@ -168,6 +191,7 @@ def run_size(
             "returncode": imported.returncode,
             "output": imported.output[-500:],
             "db_bytes": db.stat().st_size,
+            "peak_rss_bytes": imported.peak_rss_bytes,
         }
         _log(f"{name}: import {imported.seconds:.1f} s (exit {imported.returncode})")
         if imported.returncode != 0:
@@ -290,6 +314,22 @@ def run_size(
         Path(f"{db}.wal").unlink(missing_ok=True)
 
 
+def run_scale_out(
+    name: str, args: argparse.Namespace, plan: OrgPlan, template: Path, out: dict[str, Any]
+) -> None:
+    """The scale-out figures of one size (``scaleout.py``); a failure is reported in ``out``."""
+    import scaleout  # imports tests/services.py (and pytest) only when asked for
+
+    generated = cached_events(plan, SIZES[name], args.work_dir / "events")
+    try:
+        scaleout.run_size(
+            name, SIZES[name], args, plan, template, generated.files, out, _json_subprocess, _log
+        )
+    except Exception as exc:
+        _log(f"{name} scale-out: FAILED: {exc!r}")
+        out["error"] = repr(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
@@ -317,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             "subtree_members": member_count_of_subtree(plan),
             "root_department": plan.root_dept,
         },
-        "notes": NOTES,
+        "notes": NOTES + (SCALE_OUT_NOTES if args.scale_out else []),
         "sizes": {},
     }
     _log(f"directory template (seed {args.seed}, window ending {plan.end_day})")
@@ -327,16 +367,26 @@ def main(argv: list[str] | None = None) -> int:
         pg = None if args.no_pg else stack.enter_context(Postgres(args.work_dir))
         results["versions"] = versions(pg.version if pg else None)
         for name in args.size_names:
+            size_out = results["sizes"].setdefault(name, {})
             try:
-                run_size(name, args, plan, template, pg, results["sizes"].setdefault(name, {}))
+                run_size(name, args, plan, template, pg, size_out)
             except KeyboardInterrupt:
                 results["interrupted"] = name
                 write_json(out_path, results)
                 raise
             except Exception as exc:  # report it, keep the figures of the other sizes
                 _log(f"{name}: FAILED: {exc!r}")
-                results["sizes"][name]["error"] = repr(exc)
+                size_out["error"] = repr(exc)
             write_json(out_path, results)
+            if args.scale_out:
+                try:
+                    run_scale_out(name, args, plan, template, size_out.setdefault("scale_out", {}))
+                except KeyboardInterrupt:
+                    results["interrupted"] = f"{name} scale-out"
+                    write_json(out_path, results)
+                    raise
+                size_out["consistency"] = consistency(size_out)
+                write_json(out_path, results)
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     write_json(out_path, results)
     print(render(results))
@@ -344,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in data.get("consistency", []):
             print(f"check {name}: {line}")
     print("\nNotes:")
-    for note in NOTES:
+    for note in results["notes"]:
         print(f"- {note}")
     print(f"\nWritten {out_path}")
     return 0

@@ -2,7 +2,8 @@
 
 The server listens on 127.0.0.1 on a free port; :func:`serving` stops it by its PID (SIGINT,
 then SIGTERM, then SIGKILL) on leaving, also on an error or Ctrl-C, and reports its peak RSS
-(VmHWM) read just before the stop.
+(VmHWM) read just before the stop. Each command takes the store as a DuckDB file's path or as
+command-line flags (the scale-out stores: ``["--directory", URL, "--events", URL]``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,8 +39,13 @@ def tally_env(store_memory_limit: str = "") -> dict[str, str]:
     return env
 
 
-def create_token(db: Path, org: str, scopes: tuple[str, ...]) -> str:
-    command = [TALLY, "token", "create", "--db", str(db), "--org", org]
+def store_flags(store: Path | list[str]) -> list[str]:
+    """``--db PATH`` for a DuckDB file, else the given flags (``--directory ... --events ...``)."""
+    return ["--db", str(store)] if isinstance(store, Path) else list(store)
+
+
+def create_token(store: Path | list[str], org: str, scopes: tuple[str, ...]) -> str:
+    command = [TALLY, "token", "create", *store_flags(store), "--org", org]
     for scope in scopes:
         command += ["--scope", scope]
     done = subprocess.run(
@@ -51,16 +59,41 @@ class ImportRun:
     seconds: float
     output: str
     returncode: int
+    #: The command's own peak RSS and CPU time (from ``wait4``).
+    peak_rss_bytes: int | None = None
+    cpu_seconds: float | None = None
 
 
-def run_import(db: Path, org: str, files: list[Path], timeout: float) -> ImportRun:
-    """``tally import --db DB --org ORG files...``, timed from spawn to exit."""
-    command = [TALLY, "import", "--db", str(db), "--org", org, *map(str, files)]
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=tally_env())
-    seconds = time.perf_counter() - started
-    tail = (done.stdout + done.stderr[-2000:]).strip()
-    return ImportRun(seconds, tail, done.returncode)
+def run_import(store: Path | list[str], org: str, files: list[Path], timeout: float) -> ImportRun:
+    """``tally import --db DB --org ORG files...``, timed from spawn to exit (killed by its PID
+    after ``timeout`` seconds)."""
+    command = [TALLY, "import", *store_flags(store), "--org", org, *map(str, files)]
+    with tempfile.TemporaryFile() as output:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, env=tally_env()
+        )
+        timer = threading.Timer(timeout, process.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:  # Ctrl-C: the import goes too
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            timer.cancel()
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        output.seek(0)
+        text = output.read().decode(errors="replace")
+    return ImportRun(
+        seconds,
+        text[-2500:].strip(),
+        process.returncode,
+        peak_rss_bytes=usage.ru_maxrss * 1024,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
+    )
 
 
 @dataclass
@@ -105,15 +138,23 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def serving(
-    db: Path, log: Path, ready_timeout: float = 300.0, store_memory_limit: str = ""
+    store: Path | list[str],
+    log: Path,
+    ready_timeout: float = 300.0,
+    store_memory_limit: str = "",
+    workers: int = 1,
 ) -> Iterator[Server]:
     """``tally serve`` on a free loopback port, for the length of the ``with`` block; its
-    answers carry ``Server-Timing`` (the server's own time, which the bench reports)."""
+    answers carry ``Server-Timing`` (the server's own time, which the bench reports). With
+    ``workers`` above 1 (scale-out stores only) the process is uvicorn's supervisor."""
     port = free_port()
     log.parent.mkdir(parents=True, exist_ok=True)
+    command = [TALLY, "serve", *store_flags(store), "--host", "127.0.0.1", "--port", str(port)]
+    if workers != 1:
+        command += ["--workers", str(workers)]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [TALLY, "serve", "--db", str(db), "--host", "127.0.0.1", "--port", str(port)],
+            command,
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**tally_env(store_memory_limit), "TALLY_SERVER_TIMING": "1"},

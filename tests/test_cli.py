@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from tally.cli import cli, settle_heap
+from tally.cli import cli
 from tally.model.directory import MemberInput, OrgInput
-from tally.service import Tally
+from tally.service import Tally, settle_heap
 from tally.settings import Settings
 
 

@@ -7,7 +7,6 @@ the same function as ``POST .../tokens``.
 from __future__ import annotations
 
 import functools
-import gc
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import click
 from tally.engine.ingest import IngestResult
 from tally.errors import TallyError
 from tally.model.events import DecodedItem, decode_item
-from tally.service import Tally
+from tally.service import Tally, settle_heap
 from tally.settings import Settings
 from tally.tokens import SCOPES
 
@@ -178,24 +177,6 @@ def run_server(tally: Tally) -> None:
         )
     finally:
         tally.close()
-
-
-def settle_heap(tally: Tally) -> None:
-    """Load every organization's directory, then keep the long-lived heap out of the cyclic
-    garbage collector's way: ``gc.freeze()`` it, and collect the young generation after
-    10,000 net container allocations instead of 700.
-
-    An answer builds thousands of short-lived containers (a year of workspace figures is
-    ~800 rows of 300), which triggered ~10 young collections per answer and, now and then,
-    a full one over every directory object: 30-200 ms pauses, the p99 of the large answers
-    (bench/README.md). The containers are freed by reference counting when the answer is
-    sent, so the collector has nothing to find in them.
-    """
-    for org in tally.directory.orgs():
-        tally.directory.require(org.id)
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
 
 
 @cli.group()

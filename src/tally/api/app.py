@@ -18,7 +18,7 @@ from tally.api.lingma import LingmaAPI
 from tally.api.openapi import build_openapi, docs_page
 from tally.api.tally import TallyAPI
 from tally.engine.refresh import Refresher
-from tally.service import Tally
+from tally.service import Tally, settle_heap
 
 #: The API families, in routing order. A new vendor API is one module plus one entry here.
 FACADES: list[type[Facade]] = [TallyAPI, LingmaAPI, EnvironmentAPI, AppsAPI]
@@ -74,5 +74,6 @@ def worker_app() -> Starlette:
 
     tally = Tally(Settings.from_env())
     tally.access.bootstrap_admin(tally.settings.admin_token)
+    settle_heap(tally)  # load every directory now, not on the first request
     atexit.register(tally.close)
     return create_app(tally)
