@@ -16,12 +16,13 @@ from tally.api.base import Facade, JSONResponse
 from tally.api.environment import EnvironmentAPI
 from tally.api.lingma import LingmaAPI
 from tally.api.openapi import build_openapi, docs_page
+from tally.api.platform import PlatformAPI
 from tally.api.tally import TallyAPI
 from tally.engine.refresh import Refresher
 from tally.service import Tally, settle_heap
 
 #: The API families, in routing order. A new vendor API is one module plus one entry here.
-FACADES: list[type[Facade]] = [TallyAPI, LingmaAPI, EnvironmentAPI, AppsAPI]
+FACADES: list[type[Facade]] = [TallyAPI, LingmaAPI, PlatformAPI, EnvironmentAPI, AppsAPI]
 
 
 def create_app(tally: Tally, facades: list[type[Facade]] | None = None) -> Starlette:

@@ -1,5 +1,6 @@
-"""The AI coding assistant's department usage API (``/oapi/v1/lingma/...``), byte-compatible with
-the vendor page: ``x-yunxiao-token``, day rows, ``x-*`` paging headers, ``errorCode`` bodies."""
+"""The AI coding assistant's usage APIs (``/oapi/v1/lingma/...``: per department, per member),
+byte-compatible with the vendor page: ``x-yunxiao-token``, ``x-*`` paging headers, ``errorCode``
+bodies. :class:`YunxiaoFacade` and the paging helpers are shared with the platform listings."""
 
 from __future__ import annotations
 
@@ -12,14 +13,15 @@ from starlette.responses import Response
 from tally.api.base import Call, Facade, JSONResponse, Operation, Param
 from tally.engine.department_usage import (
     DepartmentDay,
-    DepartmentUsagePage,
     DepartmentUsageQuery,
     department_usage,
 )
+from tally.engine.member_usage import MemberUsageDay, MemberUsageQuery, member_usage
 from tally.errors import BadRequest, TallyError
 from tally.timeutil import parse_date, to_micros
 
 PATH = "/oapi/v1/lingma/organizations/{organizationId}/departmentUsage"
+DEVELOPER_PATH = "/oapi/v1/lingma/organizations/{organizationId}/developerUsage"
 ERROR_CODES = frozenset(
     {
         "BadRequest",
@@ -86,27 +88,127 @@ class DepartmentUsageRow(msgspec.Struct, rename="camel"):
     total_lines_suggested_completion: int
 
 
-class LingmaAPI(Facade):
-    name = "lingma"
-    tag = "Lingma"
+# Per-member rows: the same breakdowns, each entry without ``activeDeveloper`` (one member).
+class MemberChattingEntry(msgspec.Struct, rename="camel"):
+    chat_turns: int
+    chat_turns_accepted: int
+    chat_type: str
+    ide: str
+
+
+class MemberCodingEntry(msgspec.Struct, rename="camel"):
+    accept_assistant_newline_count: int
+    language: str
+    lines_accepted: int
+    lines_changed: int
+
+
+class MemberCompletionEntry(msgspec.Struct, rename="camel"):
+    count_accepted: int
+    count_suggested: int
+    ide: str
+    language: str
+    lines_accepted: int
+    lines_suggested: int
+
+
+class MemberBreakdown(msgspec.Struct):
+    chatting: list[MemberChattingEntry]
+    coding: list[MemberCodingEntry]
+    completion: list[MemberCompletionEntry]
+
+
+class DeveloperUsageRow(msgspec.Struct, rename="camel"):
+    breakdown: MemberBreakdown
+    date: int
+    status_active: bool
+    status_active_chat: bool
+    status_active_completion: bool
+    status_active_lasted_time: int
+    total_chat_turns: int
+    total_lines_accepted: int
+    total_lines_changed: int
+    user_id: str
+
+
+#: The documented paging parameters of every list of the family.
+PAGING_PARAMS = [
+    Param(
+        "page",
+        description="Page number (default 1)",
+        schema={"type": "integer", "minimum": 1, "default": 1},
+    ),
+    Param(
+        "perPage",
+        description="Rows per page (default 100)",
+        schema={"type": "integer", "minimum": 1, "maximum": 100, "default": 100},
+    ),
+]
+
+
+class YunxiaoFacade(Facade):
+    """What the calls sharing the ``x-yunxiao-token`` have in common: the token rules and the
+    ``errorCode`` error shape."""
 
     def render_error(self, error: TallyError, call: Call | None, request_id: str) -> Response:
         code = error.code if error.code in ERROR_CODES else "InternalServerError"
         body = {"errorCode": code, "errorMessage": error.detail, "requestId": request_id}
         return JSONResponse(body, status_code=error.status)
 
-    def department_usage(self, call: Call) -> Response:
+    def authorized_org(self, call: Call) -> str:
+        """The path's organization, once the token may read it (before any parameter is
+        checked): another org's token 403 whether or not the org exists; the environment
+        admin's token and an unknown org 404 (when the directory is asked for it)."""
         org_id = call.path("organizationId")
         token = self.tally.access.authenticate(call.header("x-yunxiao-token"))
         exists = token.org is not None or self.tally.directory.get(org_id) is not None
         self.tally.access.authorize(token, org_id, "read", org_exists=exists)
+        return org_id
+
+
+class LingmaAPI(YunxiaoFacade):
+    name = "lingma"
+    tag = "Lingma"
+
+    def department_usage(self, call: Call) -> Response:
+        org_id = self.authorized_org(call)
         query = self._query(call)
         page = department_usage(self.tally.event_store, self.tally.directory.require(org_id), query)
         rows = [_row(day, query.department_id) for day in page.days]
-        return JSONResponse(rows, headers=_headers(query, page))
+        headers = page_headers(query.page, query.per_page, len(rows), page.total, page.total_pages)
+        return JSONResponse(rows, headers=headers)
 
     def _query(self, call: Call) -> DepartmentUsageQuery:
         department_id = _required(call, "departmentId")
+        first, last = self._window(call)
+        page, per_page = paging(call)
+        return DepartmentUsageQuery(
+            department_id=department_id,
+            first_day=first,
+            last_day=last,
+            page=page,
+            per_page=per_page,
+        )
+
+    def developer_usage(self, call: Call) -> Response:
+        org_id = self.authorized_org(call)
+        first, last = self._window(call)
+        page, per_page = paging(call)
+        query = MemberUsageQuery(
+            first_day=first,
+            last_day=last,
+            user_id=call.query("userId") or None,
+            department_id=call.query("departmentId") or None,
+            page=page,
+            per_page=per_page,
+        )
+        found = member_usage(self.tally.event_store, self.tally.directory.require(org_id), query)
+        rows = [_developer_row(day) for day in found.rows]
+        headers = page_headers(page, per_page, len(rows), found.total, found.total_pages)
+        return JSONResponse(rows, headers=headers)
+
+    def _window(self, call: Call) -> tuple[date, date]:
+        """``startTime`` and ``endTime``: org days, in order, at most the configured span."""
         first, last = _date(call, "startTime"), _date(call, "endTime")
         if last < first:
             raise BadRequest("endTime must not be before startTime", field="endTime")
@@ -116,13 +218,7 @@ class LingmaAPI(Facade):
                 f"the window from startTime to endTime may span at most {max_days} days",
                 field="endTime",
             )
-        return DepartmentUsageQuery(
-            department_id=department_id,
-            first_day=first,
-            last_day=last,
-            page=_integer(call, "page", 1, 1, None),
-            per_page=_integer(call, "perPage", PER_PAGE_MAX, 1, PER_PAGE_MAX),
-        )
+        return first, last
 
     def operations(self) -> list[Operation]:
         return [
@@ -136,20 +232,27 @@ class LingmaAPI(Facade):
                     Param("departmentId", required=True, description="Department id"),
                     Param("startTime", required=True, description="First day, YYYY-MM-DD"),
                     Param("endTime", required=True, description="Last day, YYYY-MM-DD"),
-                    Param(
-                        "page",
-                        description="Page number (default 1)",
-                        schema={"type": "integer", "minimum": 1, "default": 1},
-                    ),
-                    Param(
-                        "perPage",
-                        description="Rows per page (default 100)",
-                        schema={"type": "integer", "minimum": 1, "maximum": 100, "default": 100},
-                    ),
+                    *PAGING_PARAMS,
                 ],
                 response=list[DepartmentUsageRow],
                 auth="x-yunxiao-token",
-            )
+            ),
+            Operation(
+                "GET",
+                DEVELOPER_PATH,
+                self.developer_usage,
+                "AI coding assistant usage per member and day (of a member, a department, or all)",
+                params=[
+                    Param("organizationId", "path", True, "Organization id"),
+                    Param("startTime", required=True, description="First day, YYYY-MM-DD"),
+                    Param("endTime", required=True, description="Last day, YYYY-MM-DD"),
+                    Param("userId", description="Only this member (wins over departmentId)"),
+                    Param("departmentId", description="Only this department's subtree"),
+                    *PAGING_PARAMS,
+                ],
+                response=list[DeveloperUsageRow],
+                auth="x-yunxiao-token",
+            ),
         ]
 
     @classmethod
@@ -191,15 +294,24 @@ def _integer(call: Call, name: str, default: int, low: int, high: int | None) ->
     return value
 
 
-def _headers(query: DepartmentUsageQuery, page: DepartmentUsagePage) -> dict[str, str]:
-    """The vendor's paging headers (``x-request-id`` is added for every answer by the base)."""
+def paging(call: Call) -> tuple[int, int]:
+    """``page`` (default 1, >= 1) and ``perPage`` (default 100, 1 to 100)."""
+    page = _integer(call, "page", 1, 1, None)
+    return page, _integer(call, "perPage", PER_PAGE_MAX, 1, PER_PAGE_MAX)
+
+
+def page_headers(
+    page: int, per_page: int, rows: int, total: int, total_pages: int
+) -> dict[str, str]:
+    """The vendor's paging headers for ``rows`` rows on page ``page`` (``x-request-id`` is
+    added for every answer by the base): a next page whenever this one holds rows."""
     return {
-        "x-next-page": str(query.page + 1) if page.days else "",
-        "x-page": str(query.page),
-        "x-per-page": str(query.per_page),
-        "x-prev-page": str(query.page - 1),
-        "x-total": str(page.total),
-        "x-total-pages": str(page.total_pages),
+        "x-next-page": str(page + 1) if rows else "",
+        "x-page": str(page),
+        "x-per-page": str(per_page),
+        "x-prev-page": str(page - 1),
+        "x-total": str(total),
+        "x-total-pages": str(total_pages),
     }
 
 
@@ -254,4 +366,50 @@ def _row(day: DepartmentDay, department_id: str) -> DepartmentUsageRow:
         total_lines_accepted_completion=totals.lines_accepted_completion,
         total_lines_changed=totals.lines_changed,
         total_lines_suggested_completion=totals.lines_suggested_completion,
+    )
+
+
+def _developer_row(row: MemberUsageDay) -> DeveloperUsageRow:
+    usage = row.usage
+    return DeveloperUsageRow(
+        breakdown=MemberBreakdown(
+            chatting=[
+                MemberChattingEntry(
+                    chat_turns=c.turns,
+                    chat_turns_accepted=c.turns_accepted,
+                    chat_type=c.chat_type,
+                    ide=c.ide,
+                )
+                for c in usage.chatting
+            ],
+            coding=[
+                MemberCodingEntry(
+                    accept_assistant_newline_count=c.lines_accepted_chat,
+                    language=c.language,
+                    lines_accepted=c.lines_accepted,
+                    lines_changed=c.lines_changed,
+                )
+                for c in usage.coding
+            ],
+            completion=[
+                MemberCompletionEntry(
+                    count_accepted=c.count_accepted,
+                    count_suggested=c.count_suggested,
+                    ide=c.ide,
+                    language=c.language,
+                    lines_accepted=c.lines_accepted,
+                    lines_suggested=c.lines_suggested,
+                )
+                for c in usage.completion
+            ],
+        ),
+        date=to_micros(row.starts_at) // 1000,
+        status_active=True,
+        status_active_chat=bool(usage.chatting),
+        status_active_completion=bool(usage.completion),
+        status_active_lasted_time=usage.last_us // 1000,
+        total_chat_turns=row.chat_turns,
+        total_lines_accepted=row.lines_accepted,
+        total_lines_changed=row.lines_changed,
+        user_id=usage.member,
     )

@@ -14,16 +14,17 @@ the same object, but must let reads run beside writes.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import msgspec
 import pyarrow as pa
 
 from tally.model.directory import App, Department, Directory, Member, Organization, Workspace
 from tally.model.events import StoredEvent
+from tally.timeutil import to_micros
 from tally.tokens import TokenRecord
 
 
@@ -150,6 +151,92 @@ class EventStore(ABC):
         :meth:`refresh_department_days` receives them), so a store that keeps per-department
         rollups may answer its fresh days from there.
         """
+
+    # -- per-member usage and last events (the AI assistant's sibling calls) -------------
+    def member_usage(
+        self,
+        org_id: str,
+        spans: Sequence[MemberSpan],
+        first_day: date,
+        last_day: date,
+        *,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> MemberUsage:
+        """The AI assistant usage of each member during these spans, per (org day, member).
+
+        Counts what :meth:`assistant_usage` counts, but one record per member and day with at
+        least one such event, ordered by day then member id (code-point order); answers the
+        records ``offset .. offset + limit`` (``None``: all) and how many there are in all.
+        Each record's ``last_us`` is the time of that member's latest counted event that day.
+
+        This default is a slow fallback built on :meth:`assistant_usage` (one call per member)
+        and :meth:`list_events` (the raw events of the page's days only, for ``last_us``); a
+        store with per-member rollups answers it directly.
+        """
+        by_member: dict[str, list[MemberSpan]] = defaultdict(list)
+        for span in spans:
+            by_member[span.member].append(span)
+        found: list[tuple[date, str, AssistantDay]] = []
+        for member, its in by_member.items():
+            for usage in self.assistant_usage(org_id, its, first_day, last_day):
+                found.append((usage.day, member, usage))
+        found.sort(key=lambda row: (row[0], row[1]))
+        page = found[offset:] if limit is None else found[offset : offset + limit]
+        latest = self._latest_counted(org_id, by_member, {(d, m) for d, m, _ in page})
+        days = [
+            MemberDay(day, member, latest[day, member], u.completion, u.chatting, u.coding)
+            for day, member, u in page
+        ]
+        return MemberUsage(total=len(found), days=days)
+
+    def _latest_counted(
+        self, org_id: str, spans: Mapping[str, Sequence[MemberSpan]], keys: set[tuple[date, str]]
+    ) -> dict[tuple[date, str], int]:
+        """The latest counted event of each (day, member) of ``keys``, from the raw events of
+        those days. Without the org's time zone here, the days' instants are bounded by the
+        widest offsets there are (UTC-12 to UTC+14), and the events' own ``day`` decides."""
+        if not keys:
+            return {}
+        first, last = min(d for d, _ in keys), max(d for d, _ in keys)
+        start = datetime(first.year, first.month, first.day, tzinfo=UTC) - timedelta(hours=15)
+        end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(hours=37)
+        latest: dict[tuple[date, str], int] = {}
+        for event in self._events_between(org_id, to_micros(start), to_micros(end)):
+            key = (event.day, event.member)
+            if (
+                key in keys
+                and event.type in ASSISTANT_EVENT_TYPES
+                and any(s.from_us <= event.ts < s.to_us for s in spans[event.member])
+            ):
+                latest[key] = max(latest.get(key, event.ts), event.ts)
+        return latest
+
+    def _events_between(
+        self, org_id: str, start_us: int | None, end_us: int | None
+    ) -> Iterator[StoredEvent]:
+        """Every event with ``start_us <= ts < end_us``, page by page of :meth:`list_events`."""
+        after: tuple[int, str] | None = None
+        while True:
+            batch = self.list_events(
+                org_id, start_us=start_us, end_us=end_us, after=after, limit=_EVENT_PAGE
+            )
+            yield from batch
+            if len(batch) < _EVENT_PAGE:
+                return
+            after = (batch[-1].ts, batch[-1].id)
+
+    def latest_event_times(self, org_id: str) -> dict[str, int]:
+        """Each member's latest event of any type (epoch µs); members without events absent.
+
+        This default reads every event of the organization (a slow fallback); a store with
+        per-member rollups narrows the read to each member's last active day.
+        """
+        latest: dict[str, int] = {}
+        for event in self._events_between(org_id, None, None):
+            if event.ts > latest.get(event.member, -(2**63)):
+                latest[event.member] = event.ts
+        return latest
 
     # The per-department rollups: optional (a store without them answers every day from the
     # spans); the defaults say "nothing to refresh".
@@ -288,6 +375,34 @@ class AssistantDay(msgspec.Struct, frozen=True, array_like=True):
     completion: tuple[CompletionUsage, ...]
     chatting: tuple[ChatUsage, ...]
     coding: tuple[CodingUsage, ...]
+
+
+# -- per-member usage: the records of ``Store.member_usage`` ------------------------------
+
+#: The event types the AI assistant's usage counts.
+ASSISTANT_EVENT_TYPES = frozenset({"completion", "chat", "code"})
+#: Events per :meth:`EventStore.list_events` call of the default implementations.
+_EVENT_PAGE = 10_000
+
+
+class MemberDay(msgspec.Struct, frozen=True, array_like=True):
+    """One member's assistant usage on one org day: the time of the latest counted event and
+    the three breakdowns (their ``active_developers`` are 1: one member)."""
+
+    day: date
+    member: str
+    last_us: int
+    completion: tuple[CompletionUsage, ...]
+    chatting: tuple[ChatUsage, ...]
+    coding: tuple[CodingUsage, ...]
+
+
+@dataclass(frozen=True)
+class MemberUsage:
+    """The requested slice of member-day records and how many the window holds in all."""
+
+    total: int
+    days: list[MemberDay]
 
 
 # -- environment statistics: the records of ``Store.active_members`` ----------------------

@@ -45,7 +45,9 @@ from tally.stores.base import (
     ChatUsage,
     CodingUsage,
     CompletionUsage,
+    MemberDay,
     MemberSpan,
+    MemberUsage,
     Store,
 )
 from tally.timeutil import days as days_between
@@ -608,6 +610,75 @@ class DuckDBStore(Store):
         with _registered(cursor, "usage_spans", _span_table(spans)):
             return cursor.execute(USAGE_SQL, [org_id, first_day, last_day]).fetchall()
 
+    # -- per-member usage and last events ---------------------------------------------------
+    def member_usage(
+        self,
+        org_id: str,
+        spans: Sequence[MemberSpan],
+        first_day: date,
+        last_day: date,
+        *,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> MemberUsage:
+        """From the member-day rollups (the raw events only for the spans' partial days and
+        for the latest event time of the page's member-days), in one read transaction."""
+        if not self.rollups:
+            return super().member_usage(
+                org_id, spans, first_day, last_day, offset=offset, limit=limit
+            )
+        if not spans:
+            return MemberUsage(total=0, days=[])
+        cursor = self._cursor()
+        params: dict[str, Any] = {
+            "org": org_id,
+            "first": first_day,
+            "last": last_day,
+            "days": None,
+            "offset": offset,
+            "limit": limit if limit is not None else 2**62,
+        }
+        cursor.execute("BEGIN TRANSACTION")  # one snapshot for both statements
+        try:
+            with self._span_tables(cursor, org_id, spans, first_day, last_day):
+                head, *rows = cursor.execute(rollups.MEMBER_USAGE_SQL, params).fetchall()
+            pairs = sorted({(row[0], row[1]) for row in rows})
+            latest = self._member_last_events(cursor, org_id, spans, pairs)
+        finally:
+            cursor.execute("COMMIT")
+        return MemberUsage(total=int(head[5]), days=_member_days(rows, latest))
+
+    @staticmethod
+    def _member_last_events(
+        cursor: duckdb.DuckDBPyConnection,
+        org_id: str,
+        spans: Sequence[MemberSpan],
+        pairs: Sequence[tuple[date, str]],
+    ) -> dict[tuple[date, str], int]:
+        if not pairs:
+            return {}
+        members = {member for _, member in pairs}
+        days = sorted({day for day, _ in pairs})
+        mine = [s for s in spans if s.member in members]
+        with _registered(cursor, "usage_spans", _span_table(mine)):
+            rows = cursor.execute(
+                rollups.MEMBER_LAST_EVENT_SQL,
+                {
+                    "org": org_id,
+                    "first": days[0],
+                    "last": days[-1],
+                    "days": days,
+                    "members": sorted(members),
+                },
+            ).fetchall()
+        return {(day, member): ts for day, member, ts in rows}
+
+    def latest_event_times(self, org_id: str) -> dict[str, int]:
+        if not self.rollups:
+            return super().latest_event_times(org_id)
+        rows = self._cursor().execute(rollups.LATEST_EVENT_SQL, {"org": org_id}).fetchall()
+        return dict(rows)
+
     # -- environment statistics ------------------------------------------------------------
     def active_members(
         self,
@@ -913,6 +984,39 @@ def _assistant_days(rows: list[tuple[Any, ...]]) -> list[AssistantDay]:
         AssistantDay(day, a, b, c, tuple(completion), tuple(chatting), tuple(coding))
         for day, a, b, c, completion, chatting, coding in days
     ]
+
+
+def _member_days(
+    rows: Sequence[tuple[Any, ...]], latest: Mapping[tuple[date, str], int]
+) -> list[MemberDay]:
+    """Assemble the page rows of ``rollups.MEMBER_USAGE_SQL`` (ordered by day, member, kind
+    and keys) into records; ``latest``: each pair's latest counted event."""
+    days: list[MemberDay] = []
+    key: tuple[date, str] | None = None
+    completion: list[CompletionUsage] = []
+    chatting: list[ChatUsage] = []
+    coding: list[CodingUsage] = []
+
+    def close() -> None:
+        if key is not None:
+            days.append(
+                MemberDay(
+                    key[0], key[1], latest[key], tuple(completion), tuple(chatting), tuple(coding)
+                )
+            )
+
+    for day, member, kind, k1, k2, n, n_accepted, s1, s2, s3 in rows:
+        if (day, member) != key:
+            close()
+            key, completion, chatting, coding = (day, member), [], [], []
+        if kind == "completion":
+            completion.append(CompletionUsage(k1, k2, n, n_accepted, s1, s2, 1))
+        elif kind == "chat":
+            chatting.append(ChatUsage(k1, k2, n, n_accepted, 1))
+        else:
+            coding.append(CodingUsage(k1, s2, s3, s1, 1))
+    close()
+    return days
 
 
 # Which ``member_day`` kind answers ``active_members`` for its ``event_types``.

@@ -495,3 +495,54 @@ def mark_fresh(
         f"UPDATE {table} SET fresh = true WHERE org = $org AND list_contains($days, day)",
         {"org": org_id, "days": list(days)},
     )
+
+
+# -- per-member usage and last events ------------------------------------------------------
+
+#: The member-day rows of the spans (``whole_days``, ``partial_spans``) summed per key, then:
+#: first a row counting the active (day, member) pairs (``n``; ``day`` NULL), and the rows of
+#: the pairs ``$offset ..`` ``$offset + $limit`` in (day, member) order, each pair's rows
+#: ordered by kind and keys (byte order: code-point order), which is the breakdowns' order.
+MEMBER_USAGE_SQL = f"""
+WITH hits AS MATERIALIZED (
+    SELECT day, member, kind, k1, k2, sum(n) AS n, sum(n_accepted) AS n_accepted,
+           sum(s1) AS s1, sum(s2) AS s2, sum(s3) AS s3
+      FROM ({span_rows_sql(ASSISTANT_KINDS)}) GROUP BY day, member, kind, k1, k2
+),
+pairs AS MATERIALIZED (SELECT DISTINCT day, member FROM hits),
+page AS MATERIALIZED (
+    SELECT day, member FROM pairs ORDER BY day, member LIMIT $limit OFFSET $offset
+)
+SELECT NULL::DATE AS day, NULL::VARCHAR AS member, NULL::VARCHAR AS kind,
+       NULL::VARCHAR AS k1, NULL::VARCHAR AS k2, count(*) AS n, 0, 0, 0, 0
+  FROM pairs
+UNION ALL
+SELECT h.day, h.member, h.kind, h.k1, h.k2, h.n, h.n_accepted, h.s1, h.s2, h.s3
+  FROM hits AS h SEMI JOIN page AS p ON h.day = p.day AND h.member = p.member
+ORDER BY day NULLS FIRST, member, kind, k1, k2
+"""
+
+#: The latest counted event of the page's (day, member) pairs: the rollups keep no times, so
+#: this reads the raw events, of the page's days and members only (``$days`` and ``$members``
+#: the page's; ``usage_spans`` the spans of its members).
+MEMBER_LAST_EVENT_SQL = """
+SELECT e.day, e.member, max(e.ts)
+  FROM events AS e
+  JOIN usage_spans AS s ON e.member = s.member AND e.ts >= s.from_us AND e.ts < s.to_us
+ WHERE e.org = $org AND e.day BETWEEN $first AND $last AND list_contains($days, e.day)
+   AND list_contains($members, e.member) AND e.type IN ('completion', 'chat', 'code')
+ GROUP BY e.day, e.member
+"""
+
+#: Each member's latest event of any type: ``activity_day`` names the member's last active
+#: day, and only the raw events of those days are read for the time.
+LATEST_EVENT_SQL = """
+WITH last_day AS MATERIALIZED (
+    SELECT member, max(day) AS day FROM activity_day
+     WHERE org = $org AND kind = 'any' GROUP BY member
+)
+SELECT e.member, max(e.ts)
+  FROM events AS e JOIN last_day AS l ON e.member = l.member AND e.day = l.day
+ WHERE e.org = $org AND e.day >= (SELECT min(day) FROM last_day)
+ GROUP BY e.member
+"""
