@@ -4,6 +4,7 @@
 #   scripts/mutate.sh                            every target below (slow: see docs/testing.md)
 #   scripts/mutate.sh src/tally/ratelimit.py     one file, a directory (src/tally/engine) or a
 #                                                mutmut name glob ('tally.timeutil.x_day_end*')
+#   scripts/mutate.sh --report [TARGET ...]      only print the score of the last runs
 #
 # mutmut copies src/ and tests/ into mutants/, runs the suite once to learn which tests reach
 # each function, then runs each mutant against only those tests. The [tool.mutmut] section of
@@ -18,7 +19,7 @@ JOBS=${MUTATE_JOBS:-2}
 # The facades' paging: only these functions of api/lingma.py and api/apps.py are mutated (the
 # rest of those files is routing and OpenAPI text). `?` stands for mutmut's class separator.
 LINGMA_PAGING=('tally.api.lingma.x?LingmaAPI?_query*' 'tally.api.lingma.x__integer*'
-  'tally.api.lingma.x__headers*')
+  'tally.api.lingma.x_paging*' 'tally.api.lingma.x_page_headers*')
 APPS_PAGING=('tally.api.apps.x?AppsAPI?_query*' 'tally.api.apps.x__decode*'
   'tally.api.apps.x__answer*')
 DEFAULT_TARGETS=(src/tally/timeutil.py src/tally/engine src/tally/api/lingma.py
@@ -38,6 +39,11 @@ globs_for() {  # a path or a glob -> the mutmut name globs it stands for, one a 
   esac
 }
 
+report_only=false
+if [ "${1:-}" = --report ]; then
+  report_only=true
+  shift
+fi
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${DEFAULT_TARGETS[@]}")
 globs=()
@@ -45,8 +51,10 @@ for target in "${targets[@]}"; do
   while IFS= read -r glob; do globs+=("$glob"); done < <(globs_for "$target")
 done
 
-echo "mutmut run --max-children $JOBS ${globs[*]}"
-"$BIN/mutmut" run --max-children "$JOBS" "${globs[@]}"
+if ! $report_only; then
+  echo "mutmut run --max-children $JOBS ${globs[*]}"
+  "$BIN/mutmut" run --max-children "$JOBS" "${globs[@]}"
+fi
 
 # The score of what was asked, from mutmut's per-file results (mutants/**/*.py.meta).
 "$BIN/python" - "${globs[@]}" <<'EOF'
@@ -72,19 +80,20 @@ for meta in sorted(Path("mutants").rglob("*.py.meta")):
         if status not in ("killed", "timeout"):
             not_killed.append((status, key))
 
-print("\nmodule                                   killed / total   survived  no tests  other")
+print("\nmodule                               killed / total  survived  no tests  unchecked  other")
 all_killed = all_total = 0
 for module, counts in sorted(by_module.items()):
     killed = counts["killed"] + counts["timeout"]  # a mutant that hangs the tests is caught
     total = sum(counts.values())
-    other = total - killed - counts["survived"] - counts["no tests"]
+    unchecked = counts["not checked"]
+    other = total - killed - counts["survived"] - counts["no tests"] - unchecked
     all_killed, all_total = all_killed + killed, all_total + total
     print(
-        f"{module:40} {killed:6} / {total:<6} {counts['survived']:9} {counts['no tests']:9}"
-        f" {other:6}"
+        f"{module:36} {killed:6} / {total:<5} {counts['survived']:8} {counts['no tests']:9}"
+        f" {unchecked:10} {other:6}"
     )
 if all_total:
-    print(f"{'all':40} {all_killed:6} / {all_total:<6} ({100 * all_killed / all_total:.1f}%)")
+    print(f"{'all':36} {all_killed:6} / {all_total:<5} ({100 * all_killed / all_total:.1f}%)")
 if not_killed:
     print("\nnot killed (see one with: .venv/bin/mutmut show NAME):")
     for status, key in sorted(not_killed, key=lambda item: item[1]):
