@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tally.errors import BadRequest, TallyError, TooLarge
+from tally.model.events import undecodable_reason
 from tally.service import Tally
 
 log = logging.getLogger("tally.api")
@@ -166,6 +167,8 @@ def decode_json(body: bytes, kind: type[T]) -> T:
         raise BadRequest(detail, field=field_name) from exc
     except msgspec.DecodeError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise BadRequest(f"the body {undecodable_reason(exc)}") from exc
 
 
 _encoder = msgspec.json.Encoder()

@@ -70,7 +70,8 @@ def decode_body(body: bytes, content_type: str) -> list[DecodedItem]:
         return list(decode_json_array(body))
     except ValueError as exc:
         raise BadRequest(
-            "the body must be a JSON array of events, or NDJSON sent as application/x-ndjson"
+            f"{exc}; the body must be a JSON array of events, or NDJSON sent as"
+            " application/x-ndjson"
         ) from exc
 
 

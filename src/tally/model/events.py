@@ -199,11 +199,25 @@ _raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _any_decoder = msgspec.json.Decoder()
 
 
+#: What decoding untrusted JSON may raise besides a validation error: malformed JSON, bytes
+#: that are not UTF-8 inside a string, and nesting deeper than the decoder recurses.
+UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
+
+def undecodable_reason(exc: BaseException) -> str:
+    """Why a JSON text could not be read, in words a client can act on."""
+    if isinstance(exc, UnicodeDecodeError):
+        return "is not valid UTF-8"
+    if isinstance(exc, RecursionError):
+        return "is nested too deeply"
+    return "is not valid JSON"
+
+
 def decode_json_array(body: bytes) -> Iterator[DecodedItem]:
     """Items of a JSON array body. Raises ``ValueError`` when the body is not a JSON array."""
     try:  # the fast path: the whole batch is valid
         events = _batch_decoder.decode(body)
-    except msgspec.DecodeError:
+    except UNDECODABLE:
         pass
     else:
         for index, event in enumerate(events):
@@ -213,6 +227,8 @@ def decode_json_array(body: bytes) -> Iterator[DecodedItem]:
         raws = _raw_list_decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise ValueError(f"the body is not a JSON array of events: {exc}") from exc
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(f"the body {undecodable_reason(exc)}") from exc
     for index, raw in enumerate(raws):
         yield decode_item(index, bytes(raw))
 
@@ -229,8 +245,8 @@ def decode_item(index: int, raw: bytes) -> DecodedItem:
         return DecodedItem(index, _single_decoder.decode(raw))
     except msgspec.ValidationError as exc:
         return DecodedItem(index, None, explain(str(exc)), _peek_id(raw))
-    except msgspec.DecodeError:
-        return DecodedItem(index, None, "the item is not valid JSON", None)
+    except UNDECODABLE as exc:
+        return DecodedItem(index, None, f"the item {undecodable_reason(exc)}", None)
 
 
 def decode_mapping(index: int, row: dict[str, Any]) -> DecodedItem:
@@ -250,7 +266,7 @@ def decode_mapping(index: int, row: dict[str, Any]) -> DecodedItem:
 def _peek_id(raw: bytes) -> str | None:
     try:
         value = _any_decoder.decode(raw)
-    except msgspec.DecodeError:
+    except UNDECODABLE:
         return None
     if isinstance(value, dict):
         found = value.get("id")
