@@ -142,3 +142,27 @@ def test_kill_during_a_stream_of_batches_loses_no_acknowledged_event(tmp_path: P
         assert set(acknowledged) <= set(ids)
     finally:
         restarted.stop()
+
+
+def test_a_clean_stop_folds_the_log_into_the_file(tmp_path: Path) -> None:
+    """SIGTERM is a clean stop: the server checkpoints, so the next start replays no log."""
+    db = tmp_path / "clean.duckdb"
+    server = ServerProcess(db, TOKEN)
+    try:
+        _setup(server.url)
+        answer = httpx.post(
+            f"{server.url}/api/v1/orgs/acme/events", json=_batch(0, 50), headers=AUTH, timeout=30
+        )
+        assert answer.json()["accepted"] == 50
+        wal = Path(f"{db}.wal")
+        assert wal.exists()  # the writes sit in the log
+        assert wal.stat().st_size > 0
+    finally:
+        server.stop()
+    assert server.process.returncode is not None
+    assert not wal.exists() or wal.stat().st_size == 0
+    restarted = ServerProcess(db, TOKEN)
+    try:
+        assert len(_stored_ids(restarted.url)) == 50
+    finally:
+        restarted.stop()

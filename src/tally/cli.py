@@ -169,7 +169,7 @@ def run_server(tally: Tally) -> None:
     click.echo(f"Tally serving {_where(settings)} at http://{settings.host}:{settings.port}")
     try:
         uvicorn.run(
-            create_app(tally),
+            create_app(tally, close_on_shutdown=True),
             host=settings.host,
             port=settings.port,
             log_level="warning",

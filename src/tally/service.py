@@ -44,6 +44,7 @@ class Tally:
             else MemoryGcraState()
         )
         self._seen_version = self.directory_store.directory_version()
+        self._closed = False
 
     @property
     def store(self) -> EventStore:
@@ -70,6 +71,10 @@ class Tally:
         return refresh_org(self.event_store, self.directory, org_id)
 
     def close(self) -> None:
+        """Close the stores (once; a second call does nothing)."""
+        if self._closed:
+            return
+        self._closed = True
         self.event_store.close()
         if id(self.directory_store) != id(self.event_store):  # not one backend holding both
             self.directory_store.close()

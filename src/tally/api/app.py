@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tally.api.apps import AppsAPI
 from tally.api.base import Facade, JSONResponse
 from tally.api.environment import EnvironmentAPI
 from tally.api.lingma import LingmaAPI
-from tally.api.openapi import build_openapi, docs_page
+from tally.api.openapi import DOCS_STYLE, build_openapi, docs_page
 from tally.api.platform import PlatformAPI
 from tally.api.tally import TallyAPI
 from tally.engine.refresh import Refresher
@@ -25,7 +29,53 @@ from tally.service import Tally, settle_heap
 FACADES: list[type[Facade]] = [TallyAPI, LingmaAPI, PlatformAPI, EnvironmentAPI, AppsAPI]
 
 
-def create_app(tally: Tally, facades: list[type[Facade]] | None = None) -> Starlette:
+def _style_hash(style: str) -> str:
+    return base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+
+
+#: Sent with every answer: no sniffing, no referrer, no framing, and a policy that lets a page
+#: load nothing but the docs page's own style sheet (no script anywhere).
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (
+        b"content-security-policy",
+        (
+            f"default-src 'none'; style-src 'sha256-{_style_hash(DOCS_STYLE)}';"
+            " frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+        ).encode(),
+    ),
+]
+
+
+class SecurityHeaders:
+    """ASGI middleware adding :data:`SECURITY_HEADERS` to every HTTP answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in SECURITY_HEADERS if k not in names]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(
+    tally: Tally, facades: list[type[Facade]] | None = None, *, close_on_shutdown: bool = False
+) -> Starlette:
+    """The app over ``tally``. ``close_on_shutdown``: close the stores when the server shuts
+    down (``tally serve``: uvicorn re-raises SIGTERM after its graceful shutdown, so code after
+    ``uvicorn.run`` never runs, and the DuckDB log would stay unfolded)."""
     instances = [cls(tally) for cls in (facades or FACADES)]
     document: dict[str, Any] = build_openapi(instances)
     page = docs_page(document)
@@ -60,8 +110,10 @@ def create_app(tally: Tally, facades: list[type[Facade]] | None = None) -> Starl
         finally:
             if refresher is not None:
                 refresher.stop()
+            if close_on_shutdown:
+                tally.close()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders)])
     app.state.tally = tally
     return app
 
@@ -69,12 +121,9 @@ def create_app(tally: Tally, facades: list[type[Facade]] | None = None) -> Starl
 def worker_app() -> Starlette:
     """The app of one ``tally serve --workers N`` process: its settings from the environment
     (set by the parent), its own connections to the shared stores."""
-    import atexit
-
     from tally.settings import Settings
 
     tally = Tally(Settings.from_env())
     tally.access.bootstrap_admin(tally.settings.admin_token)
     settle_heap(tally)  # load every directory now, not on the first request
-    atexit.register(tally.close)
-    return create_app(tally)
+    return create_app(tally, close_on_shutdown=True)
