@@ -116,9 +116,14 @@ def code(
     }
 
 
+#: ``x-*`` headers that are not the vendor's paging: the request id (checked on its own) and
+#: the security headers every answer carries (tests/test_security_headers.py).
+NOT_PAGING = {"x-request-id", "x-content-type-options", "x-frame-options"}
+
+
 def paging(response: httpx.Response) -> dict[str, str]:
-    """The vendor's ``x-*`` headers but the request id (checked on its own)."""
-    return {k: v for k, v in response.headers.items() if k.startswith("x-") and k != "x-request-id"}
+    """The vendor's ``x-*`` paging headers."""
+    return {k: v for k, v in response.headers.items() if k.startswith("x-") and k not in NOT_PAGING}
 
 
 def assert_request_id(response: httpx.Response) -> str:
