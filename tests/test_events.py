@@ -132,7 +132,7 @@ INVALID = [
     (ev("x18", "app_data", app="a1", records=-5), "records must be an integer >= 0"),
     (
         {**ev("x19", "activity"), "id": ""},
-        "id must be a non-empty string of at most 200 characters",
+        "id must be a non-empty string of at most 200 characters, without control characters",
     ),
 ]
 

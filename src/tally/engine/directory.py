@@ -13,6 +13,7 @@ from typing import Any
 from tally.errors import BadRequest, Conflict, NotFound
 from tally.model.directory import (
     EARLIEST,
+    IDENTIFIER_RULE,
     LATEST,
     App,
     AppInput,
@@ -28,6 +29,7 @@ from tally.model.directory import (
     WorkspaceInput,
     WorkspaceMembership,
     first_divergence,
+    is_identifier,
 )
 from tally.settings import Clock
 from tally.stores.base import DirectoryStore, EventStore
@@ -98,6 +100,7 @@ class DirectoryService:
 
     # -- writing ---------------------------------------------------------------------------
     def put_org(self, org_id: str, body: OrgInput, *, has_events: bool) -> Organization:
+        _require_identifier("organization", org_id)
         if not is_valid_zone(body.timezone):
             raise BadRequest(
                 f'timezone "{body.timezone}" is not an IANA time zone name', field="timezone"
@@ -120,6 +123,7 @@ class DirectoryService:
         return org
 
     def put_department(self, org_id: str, dept_id: str, body: DepartmentInput) -> Department:
+        _require_identifier("department", dept_id)
         with self._lock:
             directory = self.require(org_id)
             if body.parent is not None:
@@ -140,6 +144,7 @@ class DirectoryService:
         return department
 
     def put_member(self, org_id: str, member_id: str, body: MemberInput) -> Member:
+        _require_identifier("member", member_id)
         now = self._clock()
         with self._lock:
             directory = self.require(org_id)
@@ -186,6 +191,7 @@ class DirectoryService:
             self._events.invalidate_activity_days(org, _first_day(developer, tz))
 
     def put_workspace(self, org_id: str, workspace_id: str, body: WorkspaceInput) -> Workspace:
+        _require_identifier("workspace", workspace_id)
         now = self._clock()
         with self._lock:
             directory = self.require(org_id)
@@ -213,6 +219,7 @@ class DirectoryService:
         return workspace
 
     def put_app(self, org_id: str, app_id: str, body: AppInput) -> App:
+        _require_identifier("app", app_id)
         now = self._clock()
         with self._lock:
             directory = self.require(org_id)
@@ -272,3 +279,9 @@ def _check_order(start: datetime, end: datetime | None, start_name: str, end_nam
             raise BadRequest(f"{name} must lie between 1970 and 9000", field=name)
     if end is not None and end < start:
         raise BadRequest(f"{end_name} must not be before {start_name}", field=end_name)
+
+
+def _require_identifier(kind: str, value: str) -> None:
+    """A new object's id from the path: refused before anything is looked up or stored."""
+    if not is_identifier(value):
+        raise BadRequest(f"a {kind} id must be {IDENTIFIER_RULE}: {value!r}", field="id")

@@ -7,6 +7,7 @@ A :class:`Directory` is an immutable snapshot of one organization that answers e
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,8 +16,22 @@ from typing import Annotated
 import msgspec
 
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
-Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^/\s][^/]*$")]
-Name = Annotated[str, msgspec.Meta(max_length=500)]
+#: Control characters (C0, DEL, C1) are never part of an id or a name: PostgreSQL text cannot
+#: hold a NUL, and none of them can be shown or typed back by an admin.
+CONTROL = "\x00-\x1f\x7f-\x9f"
+IDENTIFIER_PATTERN = f"^[^/\\s{CONTROL}][^/{CONTROL}]*$"
+IDENTIFIER_RULE = (
+    "1 to 200 characters, without a slash or control characters, not starting with white space"
+)
+Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=IDENTIFIER_PATTERN)]
+Name = Annotated[str, msgspec.Meta(max_length=500, pattern=f"^[^{CONTROL}]*$")]
+
+
+def is_identifier(value: str) -> bool:
+    """Whether ``value`` may name a directory object (an org, department, member, ...)."""
+    return 1 <= len(value) <= 200 and re.match(IDENTIFIER_PATTERN, value) is not None
+
+
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 #: The range of instants Tally accepts anywhere (directory times and event times): far-off
 #: years would overflow the calendar arithmetic of a day in some time zone.

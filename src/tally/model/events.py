@@ -16,9 +16,11 @@ from typing import Annotated, Any, Literal
 import msgspec
 import pyarrow as pa
 
-EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Label = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-Reference = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+#: Ids, references and labels hold no control characters (C0, DEL, C1).
+_PRINTABLE = "^[^\x00-\x1f\x7f-\x9f]*$"
+EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_PRINTABLE)]
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=_PRINTABLE)]
+Reference = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_PRINTABLE)]
 Lines = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=10**15)]
 Delta = Annotated[int, msgspec.Meta(ge=-1_000_000_000, le=1_000_000_000)]
@@ -275,13 +277,13 @@ def _peek_id(raw: bytes) -> str | None:
 
 
 _FIELD_RULES = {
-    "id": "a non-empty string of at most 200 characters",
-    "member": "a non-empty string of at most 200 characters",
-    "workspace": "a non-empty string of at most 200 characters",
-    "app": "a non-empty string of at most 200 characters",
-    "ide": "a non-empty string of at most 100 characters",
-    "language": "a non-empty string of at most 100 characters",
-    "chat_type": "a non-empty string of at most 100 characters",
+    "id": "a non-empty string of at most 200 characters, without control characters",
+    "member": "a non-empty string of at most 200 characters, without control characters",
+    "workspace": "a non-empty string of at most 200 characters, without control characters",
+    "app": "a non-empty string of at most 200 characters, without control characters",
+    "ide": "a non-empty string of at most 100 characters, without control characters",
+    "language": "a non-empty string of at most 100 characters, without control characters",
+    "chat_type": "a non-empty string of at most 100 characters, without control characters",
     "time": "an RFC 3339 date-time with an offset, e.g. 2026-03-01T09:15:02+08:00",
     "lines_suggested": "an integer >= 0",
     "lines_accepted": "an integer >= 0",
