@@ -28,12 +28,14 @@ ROUTES = [
     ("PUT", "/api/v1/orgs/{org}/apps/a1"),
     ("GET", "/api/v1/orgs/{org}/tokens"),
     ("POST", "/api/v1/orgs/{org}/tokens"),
+    ("DELETE", "/api/v1/orgs/{org}/tokens/t1"),
     ("GET", "/api/v1/orgs/{org}/events"),
     ("POST", "/api/v1/orgs/{org}/events"),
 ]
 NEEDED = {
     ("GET", "/api/v1/orgs/{org}/tokens"): "admin",
     ("POST", "/api/v1/orgs/{org}/tokens"): "admin",
+    ("DELETE", "/api/v1/orgs/{org}/tokens/t1"): "admin",
     ("POST", "/api/v1/orgs/{org}/events"): "ingest",
 }
 
@@ -126,6 +128,9 @@ def test_token_is_shown_once_and_stored_hashed(
             "id": created.json()["id"],
             "scopes": ["read", "ingest"],
             "created_at": "2026-03-15T12:00:00+08:00",
+            "expires_at": None,
+            "revoked_at": None,
+            "last_used_at": None,
         }
     ]
     assert secret not in str(listed)

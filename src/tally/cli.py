@@ -9,16 +9,19 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 
 from tally.engine.ingest import IngestResult
 from tally.errors import TallyError
 from tally.model.events import DecodedItem, decode_item
 from tally.service import Tally, settle_heap
 from tally.settings import Settings
+from tally.timeutil import parse_instant
 from tally.tokens import SCOPES
 
 IMPORT_CHUNK = 50_000
@@ -195,13 +198,65 @@ def token() -> None:
     type=click.Choice(SCOPES),
     help="Scope to grant (repeat for several).",
 )
-def token_create(where: dict[str, Any], org_id: str, scopes: tuple[str, ...]) -> None:
+@click.option(
+    "--expires-at",
+    default=None,
+    help="RFC 3339 instant with an offset from which the token is refused (default: never).",
+)
+def token_create(
+    where: dict[str, Any], org_id: str, scopes: tuple[str, ...], expires_at: str | None
+) -> None:
     """Create a token for ORG and print it (it is shown only this once)."""
+    expiry = _cli_instant(expires_at, "--expires-at")
     with _open(where) as tally:
-        if tally.directory.get(org_id) is None:
-            raise click.ClickException(f'organization "{org_id}" does not exist')
-        secret, _ = tally.access.create_token(org_id, list(scopes))
+        _require_org(tally, org_id)
+        try:
+            secret, _ = tally.access.create_token(org_id, list(scopes), expiry)
+        except TallyError as exc:
+            raise click.ClickException(exc.detail) from exc
         click.echo(secret)
+
+
+@token.command("list")
+@store_options
+@click.option("--org", "org_id", required=True, help="Organization id.")
+def token_list(where: dict[str, Any], org_id: str) -> None:
+    """List ORG's tokens as JSON lines (ids, scopes and times; never secrets)."""
+    with _open(where) as tally:
+        _require_org(tally, org_id)
+        for record in tally.access.tokens_of(org_id):
+            fields = ("id", "scopes", "created_at", "expires_at", "revoked_at", "last_used_at")
+            click.echo(msgspec.json.encode({f: getattr(record, f) for f in fields}).decode())
+
+
+@token.command("revoke")
+@store_options
+@click.option("--org", "org_id", required=True, help="Organization id.")
+@click.argument("token_id")
+def token_revoke(where: dict[str, Any], org_id: str, token_id: str) -> None:
+    """Revoke ORG's token TOKEN_ID (its id from `tally token list`): refused from the next
+    request on, by every worker sharing the store."""
+    with _open(where) as tally:
+        _require_org(tally, org_id)
+        try:
+            tally.access.revoke_token(org_id, token_id)
+        except TallyError as exc:
+            raise click.ClickException(exc.detail) from exc
+        click.echo(f"revoked {token_id}")
+
+
+def _require_org(tally: Tally, org_id: str) -> None:
+    if tally.directory.get(org_id) is None:
+        raise click.ClickException(f'organization "{org_id}" does not exist')
+
+
+def _cli_instant(raw: str | None, option: str) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        return parse_instant(raw)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from exc
 
 
 @cli.command("import")

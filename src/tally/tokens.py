@@ -27,10 +27,24 @@ class TokenRecord(msgspec.Struct, frozen=True, kw_only=True):
     org: str | None
     scopes: tuple[str, ...]
     created_at: datetime
+    #: After this instant the token is refused (``None``: never).
+    expires_at: datetime | None = None
+    #: Set by a revocation: from then on the token is refused, on every worker.
+    revoked_at: datetime | None = None
+    #: The latest use the store has recorded (written at most once a minute per token).
+    last_used_at: datetime | None = None
 
     @property
     def is_environment_admin(self) -> bool:
         return self.org is None
+
+    def refusal(self, now: datetime) -> str | None:
+        """Why the token may no longer be used at ``now``, or ``None`` while it may."""
+        if self.revoked_at is not None:
+            return "the token has been revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "the token has expired"
+        return None
 
     def allows(self, org_id: str, scope: Scope) -> bool:
         if self.org is None:
@@ -53,10 +67,20 @@ def public_id(secret: str) -> str:
     return hash_secret("id:" + secret)[:12]
 
 
-def new_token(org: str | None, scopes: tuple[str, ...], now: datetime) -> tuple[str, TokenRecord]:
+def new_token(
+    org: str | None,
+    scopes: tuple[str, ...],
+    now: datetime,
+    expires_at: datetime | None = None,
+) -> tuple[str, TokenRecord]:
     secret = generate_secret()
     record = TokenRecord(
-        id=public_id(secret), hash=hash_secret(secret), org=org, scopes=scopes, created_at=now
+        id=public_id(secret),
+        hash=hash_secret(secret),
+        org=org,
+        scopes=scopes,
+        created_at=now,
+        expires_at=expires_at,
     )
     return secret, record
 

@@ -37,6 +37,12 @@ EVENT_MEDIA = ("application/json", "application/x-ndjson", "application/ndjson",
 
 class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
     scopes: list[str]
+    #: RFC 3339 with an offset; the token is refused from then on (omitted: never expires).
+    expires_at: str | None = None
+
+
+#: On answers that hold a secret or token details: no cache (browser, proxy) may keep them.
+NO_STORE = {"cache-control": "no-store"}
 
 
 class TallyAPI(Facade):
@@ -178,17 +184,25 @@ class TallyAPI(Facade):
     def create_token(self, call: Call) -> Response:
         org_id, _ = self._allowed(call, "admin")
         body = decode_json(call.body, TokenRequest)
-        secret, record = self.tally.access.create_token(org_id, body.scopes)
+        expires_at = _instant_field(body.expires_at, "expires_at")
+        secret, record = self.tally.access.create_token(org_id, body.scopes, expires_at)
         return JSONResponse(
             {"token": secret, **_token(record, self.tally.directory.require(org_id).org)},
             status_code=201,
+            headers=NO_STORE,
         )
 
     def list_tokens(self, call: Call) -> Response:
         # Listing tokens (ids and scopes, never secrets) is an admin matter, not a read one.
         org_id, _ = self._allowed(call, "admin")
         org = self.tally.directory.require(org_id).org
-        return JSONResponse([_token(t, org) for t in self.tally.access.tokens_of(org_id)])
+        tokens = [_token(t, org) for t in self.tally.access.tokens_of(org_id)]
+        return JSONResponse(tokens, headers=NO_STORE)
+
+    def revoke_token(self, call: Call) -> Response:
+        org_id, _ = self._allowed(call, "admin")
+        self.tally.access.revoke_token(org_id, call.path("id"))
+        return Response(status_code=204, headers=NO_STORE)
 
     # -- events ----------------------------------------------------------------------------
     def post_events(self, call: Call) -> Response:
@@ -296,6 +310,14 @@ class TallyAPI(Facade):
                 response=list[dict[str, Any]],
             ),
             Operation(
+                "DELETE",
+                f"{ORG}/tokens/{{id}}",
+                self.revoke_token,
+                "Revoke a token (refused from the next request on, on every worker)",
+                params=[org, Param("id", "path", description="The token's id")],
+                status=204,
+            ),
+            Operation(
                 "POST",
                 f"{ORG}/events",
                 self.post_events,
@@ -387,11 +409,24 @@ def _app(app: App, org: Organization) -> dict[str, Any]:
 
 
 def _token(record: TokenRecord, org: Organization) -> dict[str, Any]:
+    tz = org.timezone
     return {
         "id": record.id,
         "scopes": list(record.scopes),
-        "created_at": _time(record.created_at, org.timezone),
+        "created_at": _time(record.created_at, tz),
+        "expires_at": _time(record.expires_at, tz),
+        "revoked_at": _time(record.revoked_at, tz),
+        "last_used_at": _time(record.last_used_at, tz),
     }
+
+
+def _instant_field(raw: str | None, name: str) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        return parse_instant(raw)
+    except ValueError as exc:
+        raise BadRequest(f"{name} {exc}", field=name) from exc
 
 
 _EVENT_FIELDS = (

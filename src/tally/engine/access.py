@@ -6,6 +6,7 @@ Tokens are looked up by the hash of the presented secret; the final comparison i
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timedelta
 
 from tally.errors import BadRequest, Forbidden, InvalidToken, NotFound, Unauthorized
 from tally.settings import Clock
@@ -23,6 +24,8 @@ class AccessService:
         self._by_hash: dict[str, TokenRecord] = {}
         #: The configured environment admin token: in memory only, kept across reloads.
         self._configured: TokenRecord | None = None
+        #: Per token id, the last use this process wrote to the store.
+        self._use_written: dict[str, datetime] = {}
         self.reload()
 
     def reload(self) -> None:
@@ -51,25 +54,39 @@ class AccessService:
             with self._lock:
                 self._configured = record
                 self._by_hash[record.hash] = record
+            self._retire_generated_admin_tokens()
             return None
         with self._lock:
-            if any(t.org is None for t in self._by_hash.values()):
+            if any(t.org is None and t.revoked_at is None for t in self._by_hash.values()):
                 return None
             secret, record = new_token(None, SCOPES, self._clock())
             self._store.add_token(record)
             self._by_hash[record.hash] = record
         return secret
 
+    def _retire_generated_admin_tokens(self) -> None:
+        """Once ``TALLY_ADMIN_TOKEN`` is set, the one generated at an earlier first start must
+        not stay valid beside it: revoke it (and any other stored environment admin token)."""
+        for token in self._store.list_tokens():
+            if token.org is None and token.revoked_at is None:
+                self._store.revoke_token(token.id, self._clock())
+        self.reload()
+
     # -- organization tokens ---------------------------------------------------------------
-    def create_token(self, org_id: str, scopes: list[str]) -> tuple[str, TokenRecord]:
-        """A new token of ``org_id`` with ``scopes``; the secret is returned once, here."""
+    def create_token(
+        self, org_id: str, scopes: list[str], expires_at: datetime | None = None
+    ) -> tuple[str, TokenRecord]:
+        """A new token of ``org_id`` with ``scopes``, refused from ``expires_at`` on (if
+        given); the secret is returned once, here."""
         unknown = [s for s in scopes if s not in SCOPES]
         if not scopes or unknown:
             raise BadRequest(
                 f"scopes must be a non-empty list of: {', '.join(SCOPES)}", field="scopes"
             )
+        if expires_at is not None and expires_at <= self._clock():
+            raise BadRequest("expires_at must lie in the future", field="expires_at")
         ordered = tuple(s for s in SCOPES if s in scopes)
-        secret, record = new_token(org_id, ordered, self._clock())
+        secret, record = new_token(org_id, ordered, self._clock(), expires_at)
         with self._lock:
             self._store.add_token(record)
             self._by_hash[record.hash] = record
@@ -78,15 +95,43 @@ class AccessService:
     def tokens_of(self, org_id: str) -> list[TokenRecord]:
         return [t for t in self._store.list_tokens() if t.org == org_id]
 
+    def revoke_token(self, org_id: str, token_id: str) -> TokenRecord:
+        """Revoke ``org_id``'s token ``token_id`` (again: nothing changes); refused from the
+        next request on, on every worker. A token of another org is not found here."""
+        found = [t for t in self.tokens_of(org_id) if t.id == token_id]
+        if not found:
+            raise NotFound(f'token "{token_id}" does not exist in this organization')
+        self._store.revoke_token(token_id, self._clock())
+        self.reload()
+        return next(t for t in self.tokens_of(org_id) if t.id == token_id)
+
     # -- checking --------------------------------------------------------------------------
     def authenticate(self, secret: str | None) -> TokenRecord:
-        """The token for ``secret``; ``Unauthorized`` without one, ``InvalidToken`` if unknown."""
+        """The token for ``secret``; ``Unauthorized`` without one, ``InvalidToken`` if unknown,
+        revoked or expired."""
         if not secret:
             raise Unauthorized("this call needs a token")
         record = self._by_hash.get(hash_secret(secret))
         if record is None or not matches(secret, record):
             raise InvalidToken("the token is not valid")
+        now = self._clock()
+        refusal = record.refusal(now)
+        if refusal is not None:
+            raise InvalidToken(refusal)
+        self._note_use(record, now)
         return record
+
+    #: How stale a token's stored ``last_used_at`` may get: one write per token per minute.
+    USE_RESOLUTION = timedelta(minutes=1)
+
+    def _note_use(self, record: TokenRecord, now: datetime) -> None:
+        if record is self._configured:
+            return  # not stored anywhere
+        written = self._use_written.get(record.id) or record.last_used_at
+        if written is not None and now - written < self.USE_RESOLUTION:
+            return
+        self._use_written[record.id] = now
+        self._store.record_token_use(record.id, now)
 
     @staticmethod
     def authorize(token: TokenRecord, org_id: str, scope: Scope, *, org_exists: bool) -> None:

@@ -80,6 +80,16 @@ class DirectoryStore(ABC):
     def list_tokens(self) -> list[TokenRecord]:
         """Every token (hashes only), environment admin's included."""
 
+    @abstractmethod
+    def revoke_token(self, token_id: str, at: datetime) -> None:
+        """Mark the token revoked at ``at`` (a token revoked before keeps its first time).
+        A directory write: every process sharing the store refuses it from its next request."""
+
+    @abstractmethod
+    def record_token_use(self, token_id: str, at: datetime) -> None:
+        """Store ``at`` as the token's ``last_used_at``. Not a directory write (it does not
+        make other processes reload): the listing reads it from the store."""
+
     def directory_version(self) -> int:
         """A number that changes whenever any directory or token write is stored, so that a
         process sharing this store with others knows when its cached directory is outdated.

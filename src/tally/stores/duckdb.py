@@ -93,6 +93,9 @@ CREATE TABLE IF NOT EXISTS tokens (
     id VARCHAR PRIMARY KEY, hash VARCHAR NOT NULL, org VARCHAR, scopes VARCHAR[] NOT NULL,
     created_at BIGINT NOT NULL
 );
+ALTER TABLE tokens ADD COLUMN IF NOT EXISTS expires_at BIGINT;
+ALTER TABLE tokens ADD COLUMN IF NOT EXISTS revoked_at BIGINT;
+ALTER TABLE tokens ADD COLUMN IF NOT EXISTS last_used_at BIGINT;
 CREATE TABLE IF NOT EXISTS events (
     org VARCHAR NOT NULL, id VARCHAR NOT NULL, ts BIGINT NOT NULL, day DATE NOT NULL,
     type VARCHAR NOT NULL, member VARCHAR NOT NULL,
@@ -104,6 +107,7 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 _EVENT_SELECT = ", ".join(STORED_COLUMNS)
+TOKEN_COLUMNS = "id, hash, org, scopes, created_at, expires_at, revoked_at, last_used_at"
 
 
 def _us(instant: datetime | None) -> int | None:
@@ -395,19 +399,44 @@ class DuckDBStore(Store):
     def add_token(self, token: TokenRecord) -> None:
         with self._transaction() as cur:
             cur.execute(
-                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?)",
-                [token.id, token.hash, token.org, list(token.scopes), _us(token.created_at)],
+                f"INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    token.id,
+                    token.hash,
+                    token.org,
+                    list(token.scopes),
+                    _us(token.created_at),
+                    _us(token.expires_at),
+                    _us(token.revoked_at),
+                    _us(token.last_used_at),
+                ],
             )
 
     def list_tokens(self) -> list[TokenRecord]:
         return [
             TokenRecord(
-                id=r[0], hash=r[1], org=r[2], scopes=tuple(r[3]), created_at=from_micros(r[4])
+                id=r[0],
+                hash=r[1],
+                org=r[2],
+                scopes=tuple(r[3]),
+                created_at=from_micros(r[4]),
+                expires_at=_dt(r[5]),
+                revoked_at=_dt(r[6]),
+                last_used_at=_dt(r[7]),
             )
-            for r in self._rows(
-                "SELECT id, hash, org, scopes, created_at FROM tokens ORDER BY created_at, id"
-            )
+            for r in self._rows(f"SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id")
         ]
+
+    def revoke_token(self, token_id: str, at: datetime) -> None:
+        with self._transaction() as cur:
+            cur.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                [_us(at), token_id],
+            )
+
+    def record_token_use(self, token_id: str, at: datetime) -> None:
+        with self._transaction() as cur:
+            cur.execute("UPDATE tokens SET last_used_at = ? WHERE id = ?", [_us(at), token_id])
 
     # -- events ----------------------------------------------------------------------------
     def append_events(self, org_id: str, events: Sequence[StoredEvent]) -> AppendResult:

@@ -37,6 +37,7 @@ Connection = psycopg.Connection[tuple[Any, ...]]
 T = TypeVar("T")
 
 SCHEMA_VERSION = 1
+TOKEN_COLUMNS = "id, hash, org, scopes, created_at, expires_at, revoked_at, last_used_at"
 #: Key of the advisory lock that serialises schema creation across starting processes.
 SCHEMA_LOCK = 0x74616C6C79  # "tally"
 
@@ -69,6 +70,9 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS tokens (
         id text PRIMARY KEY, hash text NOT NULL, org text, scopes text[] NOT NULL,
         created_at bigint NOT NULL)""",
+    "ALTER TABLE tokens ADD COLUMN IF NOT EXISTS expires_at bigint",
+    "ALTER TABLE tokens ADD COLUMN IF NOT EXISTS revoked_at bigint",
+    "ALTER TABLE tokens ADD COLUMN IF NOT EXISTS last_used_at bigint",
     # ``wait`` is scratch: the answer of the key's latest rate_limit_hit (0: let through).
     """CREATE TABLE IF NOT EXISTS rate_limits (
         key text PRIMARY KEY, tat bigint NOT NULL, wait bigint NOT NULL)""",
@@ -494,13 +498,16 @@ class PostgresDirectoryStore(DirectoryStore):
     def add_token(self, token: TokenRecord) -> None:
         with self._write() as conn:
             conn.execute(
-                "INSERT INTO tokens VALUES (%s, %s, %s, %s, %s)",
+                f"INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                 [
                     _enc(token.id),
                     _enc(token.hash),
                     _enc_opt(token.org),
                     [_enc(s) for s in token.scopes],
                     _us(token.created_at),
+                    _us(token.expires_at),
+                    _us(token.revoked_at),
+                    _us(token.last_used_at),
                 ],
             )
 
@@ -512,10 +519,27 @@ class PostgresDirectoryStore(DirectoryStore):
                 org=_dec_opt(r[2]),
                 scopes=tuple(_dec(s) for s in r[3]),
                 created_at=from_micros(r[4]),
+                expires_at=_dt(r[5]),
+                revoked_at=_dt(r[6]),
+                last_used_at=_dt(r[7]),
             )
-            for r in self._rows("SELECT id, hash, org, scopes, created_at FROM tokens")
+            for r in self._rows(f"SELECT {TOKEN_COLUMNS} FROM tokens")
         ]
         return sorted(tokens, key=lambda t: (t.created_at, t.id))
+
+    def revoke_token(self, token_id: str, at: datetime) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE tokens SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL",
+                [_us(at), _enc(token_id)],
+            )
+
+    def record_token_use(self, token_id: str, at: datetime) -> None:
+        # Not through _write: a use is no directory change, so no worker needs to reload.
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute(
+                "UPDATE tokens SET last_used_at = %s WHERE id = %s", [_us(at), _enc(token_id)]
+            )
 
     # -- rate limit ------------------------------------------------------------------------
     def rate_limit_hit(self, key: str, now_us: int, interval_us: int, tolerance_us: int) -> int:
