@@ -187,10 +187,9 @@ def test_the_generated_admin_token_is_retired_once_one_is_configured(
 CREATE = ("token", "create", "--org", "acme", "--scope", "read")
 
 
-def test_the_cli_creates_lists_and_revokes(settings: Settings, acme: Admin) -> None:
+def test_the_cli_creates_lists_and_revokes(settings: Settings, acme: Admin, tally: Tally) -> None:
     db = str(settings.db_path)
-    # The API's Tally holds the file; the CLI opens it after that one is closed.
-    acme.client.app.state.tally.close()
+    tally.close()  # the API's Tally holds the file; the CLI opens it after that one is closed
     runner = CliRunner()
     env = {"TALLY_NOW": "2026-03-15T04:00:00Z"}
     created = runner.invoke(
@@ -225,9 +224,9 @@ def test_the_cli_creates_lists_and_revokes(settings: Settings, acme: Admin) -> N
     assert bad.exit_code == 1
     assert "expires_at must lie in the future" in bad.output
 
-    with Tally(settings) as tally:
-        tally.access.bootstrap_admin(ADMIN)
-        client = TestClient(create_app(tally))
+    with Tally(settings) as reopened:
+        reopened.access.bootstrap_admin(ADMIN)
+        client = TestClient(create_app(reopened))
         refused = client.get("/api/v1/orgs/acme", headers=bearer(secret))
         assert refused.status_code == 401
         assert refused.json()["detail"] == "the token has been revoked"
