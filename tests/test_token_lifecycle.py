@@ -46,7 +46,8 @@ def _create(client: TestClient, body: dict[str, object], org: str = "acme") -> d
 
 
 def _reads(client: TestClient, token: str) -> int:
-    return client.get("/api/v1/orgs/acme", headers=bearer(token)).status_code
+    status: int = client.get("/api/v1/orgs/acme", headers=bearer(token)).status_code
+    return status
 
 
 def test_a_revoked_token_is_refused_from_the_next_request(
