@@ -19,6 +19,7 @@ import msgspec
 from tally.engine.ingest import IngestResult
 from tally.errors import TallyError
 from tally.model.events import DecodedItem, decode_item
+from tally.server import uvicorn_options
 from tally.service import Tally, settle_heap
 from tally.settings import Settings
 from tally.timeutil import parse_instant
@@ -139,6 +140,7 @@ def run_workers(settings: Settings) -> None:
         port=settings.port,
         log_level="warning",
         access_log=False,
+        **uvicorn_options(settings),
     )
 
 
@@ -177,6 +179,7 @@ def run_server(tally: Tally) -> None:
             port=settings.port,
             log_level="warning",
             access_log=False,
+            **uvicorn_options(settings),
         )
     finally:
         tally.close()

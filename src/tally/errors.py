@@ -72,6 +72,14 @@ class Conflict(TallyError):
     title = "Conflict"
 
 
+class RequestTimeout(TallyError):
+    """The request's body did not arrive in time."""
+
+    status = 408
+    code = "RequestTimeout"
+    title = "Request timeout"
+
+
 class TooLarge(TallyError):
     status = 413
     code = "PayloadTooLarge"
@@ -100,3 +108,14 @@ class StoreBusy(TallyError):
     status = 503
     code = "ServiceUnavailable"
     title = "Store busy"
+
+
+class Overloaded(TallyError):
+    """The process holds as many request bodies as it may; the client should retry soon."""
+
+    status = 503
+    code = "ServiceUnavailable"
+    title = "Service unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})

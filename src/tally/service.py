@@ -8,6 +8,7 @@ from tally.engine.access import AccessService
 from tally.engine.directory import DirectoryService
 from tally.engine.ingest import Ingestor
 from tally.engine.refresh import refresh_all, refresh_org
+from tally.limits import BodyBudget
 from tally.ratelimit import GcraState, MemoryGcraState
 from tally.settings import Settings
 from tally.stores import DirectoryStore, EventStore, Store, open_stores
@@ -43,6 +44,8 @@ class Tally:
             if self.directory_store.shared
             else MemoryGcraState()
         )
+        #: The request-body bytes this process holds at once (the web app's requests).
+        self.body_budget = BodyBudget(settings.max_body_bytes_in_flight, settings.small_body_bytes)
         self._seen_version = self.directory_store.directory_version()
         self._closed = False
 

@@ -80,6 +80,20 @@ class Settings:
     apps_max_ids: int = 10
     #: Largest request body of the app resource usage API, in bytes (past it: 413).
     apps_max_body_bytes: int = 64 * 1024
+    #: Seconds a client may take to send a request's line and headers (past it: 408, closed).
+    header_timeout_seconds: float = 10.0
+    #: Seconds a client may take to send a request's body (past it: 408 in the API's shape).
+    body_timeout_seconds: float = 30.0
+    #: Seconds an idle keep-alive connection stays open.
+    keep_alive_seconds: int = 5
+    #: Most connections (and requests in progress) one process holds; past it: 503.
+    max_connections: int = 1000
+    #: Most bytes of a request's line and headers (past it: 431, closed).
+    max_header_bytes: int = 64 * 1024
+    #: Most request-body bytes one process holds at once, read or being worked on (past it:
+    #: 503 with ``Retry-After``). Bodies up to ``small_body_bytes`` are never refused by it.
+    max_body_bytes_in_flight: int = 64 * 1024 * 1024
+    small_body_bytes: int = 256 * 1024
     #: Rows per events list page of Tally's own API.
     events_page_max: int = 1000
     #: Cap on the store's buffer memory (DuckDB ``memory_limit``, e.g. ``1GB``; empty: default).

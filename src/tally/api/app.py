@@ -121,9 +121,11 @@ def create_app(
 def worker_app() -> Starlette:
     """The app of one ``tally serve --workers N`` process: its settings from the environment
     (set by the parent), its own connections to the shared stores."""
+    from tally.server import configure_protocol
     from tally.settings import Settings
 
     tally = Tally(Settings.from_env())
+    configure_protocol(tally.settings)  # this process's header deadline
     tally.access.bootstrap_admin(tally.settings.admin_token)
     settle_heap(tally)  # load every directory now, not on the first request
     return create_app(tally, close_on_shutdown=True)

@@ -3,6 +3,7 @@ body within its limit, running the handler off the event loop, and the error map
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -16,7 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tally.errors import BadRequest, TallyError, TooLarge
+from tally.errors import BadRequest, RequestTimeout, TallyError, TooLarge
+from tally.limits import Reservation
 from tally.model.events import undecodable_reason
 from tally.service import Tally
 
@@ -105,15 +107,22 @@ class Facade:
         return op.handler(call)
 
     def _endpoint(self, op: Operation) -> Callable[[Request], Any]:
-        limit = op.max_body or self.tally.settings.max_body_bytes
-        server_timing = self.tally.settings.server_timing
+        settings = self.tally.settings
+        limit = op.max_body or settings.max_body_bytes
+        server_timing = settings.server_timing
+        has_body = op.method in ("POST", "PUT")
 
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
             request_id = str(uuid.uuid4())
             call: Call | None = None
+            reservation = self.tally.body_budget.reservation()
             try:
-                body = await read_body(request, limit) if op.method in ("POST", "PUT") else b""
+                body = (
+                    await read_body(request, limit, settings.body_timeout_seconds, reservation)
+                    if has_body
+                    else b""
+                )
                 call = Call(request, body, request_id)
                 response = await run_in_threadpool(self._handle, op, call)
             except TallyError as error:
@@ -122,6 +131,8 @@ class Facade:
             except Exception:  # a bug, never the client's fault: answer in the family's shape
                 log.exception("request %s failed", request_id)
                 response = self.render_error(TallyError("internal error"), call, request_id)
+            finally:
+                reservation.release()
             response.headers["x-request-id"] = request_id
             if server_timing:
                 took_ms = (time.perf_counter() - started) * 1000
@@ -138,18 +149,36 @@ class Facade:
         return endpoint
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) anything past ``limit`` bytes without reading it all."""
+async def read_body(
+    request: Request,
+    limit: int,
+    timeout: float | None = None,
+    reservation: Reservation | None = None,
+) -> bytes:
+    """The request body, refusing (413) anything past ``limit`` bytes without reading it all,
+    (408) a body that has not arrived after ``timeout`` seconds, and (503) one that would pass
+    the process's budget of bodies in flight (``reservation``)."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"the body is larger than the limit of {limit} bytes")
+    if declared and declared.isdigit():
+        if int(declared) > limit:
+            raise TooLarge(f"the body is larger than the limit of {limit} bytes")
+        if reservation is not None:
+            reservation.grow(int(declared))
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"the body is larger than the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(f"the body is larger than the limit of {limit} bytes")
+                if reservation is not None:
+                    reservation.grow(size)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request's body did not arrive within {timeout:g} seconds"
+        ) from None
     return b"".join(chunks)
 
 
