@@ -12,10 +12,15 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+#: What :func:`parse_instant` and :func:`parse_date` accept (ASCII digits only), also stated
+#: as ``pattern`` in the OpenAPI document.
+RFC3339_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
 )
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_RFC3339 = re.compile(RFC3339_PATTERN)
+_DATE = re.compile(DATE_PATTERN)
 
 
 @lru_cache(maxsize=256)
@@ -37,7 +42,7 @@ def is_valid_zone(name: str) -> bool:
 
 def parse_instant(text: str) -> datetime:
     """Parse an RFC 3339 date-time that carries an offset; raise ``ValueError`` otherwise."""
-    if not _RFC3339.match(text):
+    if not _RFC3339.fullmatch(text):
         raise ValueError(
             "must be an RFC 3339 date-time with an offset, e.g. 2026-03-01T09:00:00+08:00"
         )
@@ -55,7 +60,7 @@ def _python_iso(text: str) -> str:
 
 def parse_date(text: str) -> date:
     """Parse ``YYYY-MM-DD`` strictly (no other forms, impossible dates rejected)."""
-    if not _DATE.match(text):
+    if not _DATE.fullmatch(text):
         raise ValueError("must be a date in YYYY-MM-DD format")
     try:
         value = date.fromisoformat(text)
@@ -122,10 +127,11 @@ def format_utc(instant: datetime) -> str:
 
 
 # -- date-times with or without an offset (environment statistics) --------------------------
-_DATE_OR_TIME = re.compile(
-    r"^\d{4}-\d{2}-\d{2}"
-    r"(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?)?$"
+DATE_OR_TIME_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)?)?$"
 )
+_DATE_OR_TIME = re.compile(DATE_OR_TIME_PATTERN)
 DATE_OR_TIME_FORMATS = "YYYY-MM-DD, YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z]"
 
 
@@ -136,7 +142,7 @@ def parse_date_or_time(text: str) -> datetime:
     :func:`localize`) otherwise. Years outside 2..9998 are refused, so that reading the value
     in any zone and taking the end of its day cannot overflow.
     """
-    if not _DATE_OR_TIME.match(text):
+    if not _DATE_OR_TIME.fullmatch(text):
         raise ValueError(
             f"Datetime has wrong format. Use one of these formats instead: {DATE_OR_TIME_FORMATS}."
         )

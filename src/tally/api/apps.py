@@ -4,6 +4,7 @@ skip/limit paging, a per-key rate limit, and errors as ``{"code": <int>, "msg": 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Any, ClassVar
 
 import msgspec
 from starlette.responses import Response
@@ -85,6 +86,11 @@ class AppUsageStatsAnswer(msgspec.Struct, kw_only=True):
 class AppsAPI(Facade):
     name = "apps"
     tag = "App resource usage"
+    error_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "required": ["code", "msg"],
+        "properties": {"code": {"type": "integer"}, "msg": {"type": "string"}},
+    }
 
     def __init__(self, tally: Tally) -> None:
         super().__init__(tally)
@@ -145,6 +151,8 @@ class AppsAPI(Facade):
                 body=AppUsageStatsRequest,
                 response=AppUsageStatsAnswer,
                 max_body=self.tally.settings.apps_max_body_bytes,
+                errors=(429,),
+                body_required=False,  # every field is optional; no body: the defaults
             )
         ]
 

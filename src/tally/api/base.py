@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import msgspec
 from starlette.concurrency import run_in_threadpool
@@ -78,6 +78,10 @@ class Operation:
     status: int = 200
     auth: str = "bearer"  # or "x-yunxiao-token" / "none"
     max_body: int | None = None
+    #: Error statuses beyond those every operation of the family may answer (documented).
+    errors: Sequence[int] = ()
+    #: Whether a request must carry a body (the OpenAPI document says so).
+    body_required: bool = True
 
 
 class Facade:
@@ -95,11 +99,48 @@ class Facade:
     def render_error(self, error: TallyError, call: Call | None, request_id: str) -> Response:
         raise NotImplementedError
 
+    #: The JSON schema of this family's error bodies, and their media type (OpenAPI).
+    error_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+    error_media = "application/json"
+
+    def error_statuses(self, op: Operation) -> list[int]:
+        """The error statuses ``op`` may answer: a bad parameter or body, no or an unknown
+        token, another organization or a missing scope, an unknown resource; for a body, one
+        too slow, too large, or past the bodies in flight; and the operation's own."""
+        statuses = {400, 401, 403, 404, *op.errors}
+        if op.method in ("POST", "PUT"):
+            statuses |= {408, 413, 503}
+        return sorted(statuses)
+
     def routes(self) -> list[Route]:
+        """One route per path, so that every method of a path answers ``OPTIONS`` and a
+        method the path lacks gets a 405 whose ``Allow`` names them all."""
+        by_path: dict[str, dict[str, Operation]] = {}
+        for op in self.operations():
+            by_path.setdefault(op.path, {})[op.method] = op
         return [
-            Route(op.path, self._endpoint(op), methods=[op.method], name=f"{self.name}:{op.path}")
-            for op in self.operations()
+            Route(
+                path,
+                self._path_endpoint(ops),
+                methods=[*ops, "OPTIONS"],
+                name=f"{self.name}:{path}",
+            )
+            for path, ops in by_path.items()
         ]
+
+    def _path_endpoint(self, ops: dict[str, Operation]) -> Callable[[Request], Any]:
+        endpoints = {method: self._endpoint(op) for method, op in ops.items()}
+        methods = {*ops, "OPTIONS"} | ({"HEAD"} if "GET" in ops else set())
+        allow = ", ".join(sorted(methods))
+
+        async def endpoint(request: Request) -> Response:
+            if request.method == "OPTIONS":
+                return Response(status_code=204, headers={"Allow": allow})
+            method = "GET" if request.method == "HEAD" else request.method
+            response: Response = await endpoints[method](request)
+            return response
+
+        return endpoint
 
     def _handle(self, op: Operation, call: Call) -> Response:
         """One call, on a worker thread: first catch up with other workers' directory writes."""
@@ -159,7 +200,7 @@ async def read_body(
     (408) a body that has not arrived after ``timeout`` seconds, and (503) one that would pass
     the process's budget of bodies in flight (``reservation``)."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit():
+    if declared and declared.isascii() and declared.isdigit():
         if int(declared) > limit:
             raise TooLarge(f"the body is larger than the limit of {limit} bytes")
         if reservation is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from itertools import chain
-from typing import cast
+from typing import Any, ClassVar, cast
 
 import msgspec
 from starlette.responses import Response
@@ -22,7 +22,7 @@ from tally.engine.environment_stats import (
 )
 from tally.errors import BadRequest, Forbidden, NotFound, TallyError, Unauthorized
 from tally.model.directory import Directory
-from tally.timeutil import parse_date_or_time
+from tally.timeutil import DATE_OR_TIME_PATTERN, parse_date_or_time
 from tally.tokens import TokenRecord
 
 PATH = "/api/statistics/"
@@ -88,9 +88,28 @@ class Statistics(msgspec.Struct, omit_defaults=True):
     workspaces: WorkspaceUsage | None = None
 
 
+#: ``start`` / ``end``: a date or a date-time (white space around it is ignored).
+MOMENT = {"type": "string", "pattern": r"^\s*" + DATE_OR_TIME_PATTERN[1:-1] + r"\s*$"}
+
+
 class EnvironmentAPI(Facade):
     name = "environment"
     tag = "Environment statistics"
+    #: DRF's shapes: field lists for a validation error, ``detail`` for the others.
+    error_schema: ClassVar[dict[str, Any]] = {
+        "anyOf": [
+            {
+                "type": "object",
+                "required": ["detail"],
+                "properties": {"detail": {"type": "string"}},
+            },
+            {
+                "type": "object",
+                "minProperties": 1,
+                "additionalProperties": {"type": "array", "items": {"type": "string"}},
+            },
+        ]
+    }
 
     # -- errors ----------------------------------------------------------------------------
     def render_error(self, error: TallyError, call: Call | None, request_id: str) -> Response:
@@ -160,12 +179,19 @@ class EnvironmentAPI(Facade):
                         required=True,
                         description="First day: RFC 3339 date-time or date (no offset: the"
                         " organization's time zone)",
+                        schema=MOMENT,
                     ),
-                    Param("end", required=True, description="Last day (inclusive), as start"),
+                    Param(
+                        "end",
+                        required=True,
+                        description="Last day (inclusive), as start",
+                        schema=MOMENT,
+                    ),
                     Param(
                         "org_domain",
                         description="One organization; without it the whole environment"
                         " (environment admin's token)",
+                        schema={"type": "string", "minLength": 1},
                     ),
                 ],
                 response=Statistics,

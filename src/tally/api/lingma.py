@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, timedelta
+from typing import Any, ClassVar
 
 import msgspec
 from starlette.responses import Response
@@ -18,7 +19,7 @@ from tally.engine.department_usage import (
 )
 from tally.engine.member_usage import MemberUsageDay, MemberUsageQuery, member_usage
 from tally.errors import BadRequest, TallyError
-from tally.timeutil import parse_date, to_micros
+from tally.timeutil import DATE_PATTERN, parse_date, to_micros
 
 PATH = "/oapi/v1/lingma/organizations/{organizationId}/departmentUsage"
 DEVELOPER_PATH = "/oapi/v1/lingma/organizations/{organizationId}/developerUsage"
@@ -131,6 +132,15 @@ class DeveloperUsageRow(msgspec.Struct, rename="camel"):
     user_id: str
 
 
+#: A day parameter: exactly ``YYYY-MM-DD``.
+DAY = {"type": "string", "pattern": DATE_PATTERN}
+
+#: ``startTime`` and ``endTime``: the window, in org days.
+WINDOW_PARAMS = [
+    Param("startTime", required=True, description="First day, YYYY-MM-DD", schema=DAY),
+    Param("endTime", required=True, description="Last day, YYYY-MM-DD", schema=DAY),
+]
+
 #: The documented paging parameters of every list of the family.
 PAGING_PARAMS = [
     Param(
@@ -149,6 +159,16 @@ PAGING_PARAMS = [
 class YunxiaoFacade(Facade):
     """What the calls sharing the ``x-yunxiao-token`` have in common: the token rules and the
     ``errorCode`` error shape."""
+
+    error_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "required": ["errorCode", "errorMessage", "requestId"],
+        "properties": {
+            "errorCode": {"type": "string", "enum": sorted(ERROR_CODES)},
+            "errorMessage": {"type": "string"},
+            "requestId": {"type": "string"},
+        },
+    }
 
     def render_error(self, error: TallyError, call: Call | None, request_id: str) -> Response:
         code = error.code if error.code in ERROR_CODES else "InternalServerError"
@@ -229,9 +249,13 @@ class LingmaAPI(YunxiaoFacade):
                 "AI coding assistant usage of a department (and its sub-departments) per day",
                 params=[
                     Param("organizationId", "path", True, "Organization id"),
-                    Param("departmentId", required=True, description="Department id"),
-                    Param("startTime", required=True, description="First day, YYYY-MM-DD"),
-                    Param("endTime", required=True, description="Last day, YYYY-MM-DD"),
+                    Param(
+                        "departmentId",
+                        required=True,
+                        description="Department id",
+                        schema={"type": "string", "minLength": 1},
+                    ),
+                    *WINDOW_PARAMS,
                     *PAGING_PARAMS,
                 ],
                 response=list[DepartmentUsageRow],
@@ -244,8 +268,7 @@ class LingmaAPI(YunxiaoFacade):
                 "AI coding assistant usage per member and day (of a member, a department, or all)",
                 params=[
                     Param("organizationId", "path", True, "Organization id"),
-                    Param("startTime", required=True, description="First day, YYYY-MM-DD"),
-                    Param("endTime", required=True, description="Last day, YYYY-MM-DD"),
+                    *WINDOW_PARAMS,
                     Param("userId", description="Only this member (wins over departmentId)"),
                     Param("departmentId", description="Only this department's subtree"),
                     *PAGING_PARAMS,

@@ -4,6 +4,7 @@ self-contained docs page (no CDN: self-hosted installs are often offline)."""
 from __future__ import annotations
 
 import html
+from http import HTTPStatus
 from typing import Any
 
 import msgspec
@@ -55,12 +56,7 @@ def _operation(facade: Facade, op: Operation, by_type: dict[int, Any]) -> dict[s
             }
             for p in op.params
         ],
-        "responses": {
-            str(op.status): {
-                "description": "OK",
-                "content": {"application/json": {"schema": by_type.get(id(op.response), {})}},
-            }
-        },
+        "responses": {str(op.status): _success(op, by_type)} | _errors(facade, op),
     }
     if op.auth != "none":
         doc["security"] = [{op.auth: []}]
@@ -70,8 +66,24 @@ def _operation(facade: Facade, op: Operation, by_type: dict[int, Any]) -> dict[s
             if isinstance(op.body, dict)
             else {"application/json": {"schema": by_type[id(op.body)]}}
         )
-        doc["requestBody"] = {"required": True, "content": content}
+        doc["requestBody"] = {"required": op.body_required, "content": content}
     return doc
+
+
+def _success(op: Operation, by_type: dict[int, Any]) -> dict[str, Any]:
+    if op.status == 204:
+        return {"description": "Done (no body)"}
+    schema = by_type.get(id(op.response), {})
+    return {"description": "OK", "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(facade: Facade, op: Operation) -> dict[str, Any]:
+    """Every error status the operation may answer, each in its family's error shape."""
+    content = {facade.error_media: {"schema": facade.error_schema}}
+    return {
+        str(status): {"description": HTTPStatus(status).phrase, "content": content}
+        for status in facade.error_statuses(op)
+    }
 
 
 #: The docs page's only style sheet; the Content-Security-Policy allows it by its hash.

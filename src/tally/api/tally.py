@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import msgspec
 from starlette.responses import Response
@@ -26,7 +27,7 @@ from tally.model.directory import (
     WorkspaceInput,
 )
 from tally.model.events import StoredEvent
-from tally.timeutil import from_micros, parse_instant, to_micros, zone
+from tally.timeutil import RFC3339_PATTERN, from_micros, parse_instant, to_micros, zone
 from tally.tokens import Scope, TokenRecord
 
 T = TypeVar("T")
@@ -41,6 +42,11 @@ class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
     expires_at: str | None = None
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+
+#: An instant parameter: RFC 3339 with an offset.
+INSTANT = {"type": "string", "pattern": RFC3339_PATTERN}
+
 #: On answers that hold a secret or token details: no cache (browser, proxy) may keep them.
 NO_STORE = {"cache-control": "no-store"}
 
@@ -48,6 +54,19 @@ NO_STORE = {"cache-control": "no-store"}
 class TallyAPI(Facade):
     name = "tally"
     tag = "Tally"
+    error_media = "application/problem+json"
+    error_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "request_id": {"type": "string"},
+            "errors": {"type": "array", "items": {"type": "object"}},
+        },
+    }
 
     # -- errors ----------------------------------------------------------------------------
     def render_error(self, error: TallyError, call: Call | None, request_id: str) -> Response:
@@ -247,6 +266,7 @@ class TallyAPI(Facade):
                 params=[org],
                 body=OrgInput,
                 response=Organization,
+                errors=(409,),
             ),
             Operation(
                 "GET", ORG, self.get_org, "Get an organization", params=[org], response=Organization
@@ -323,11 +343,14 @@ class TallyAPI(Facade):
                 self.post_events,
                 "Ingest events (a JSON array, or NDJSON as application/x-ndjson)",
                 params=[org],
+                # Any array: each item is validated on its own, and one that is not an event
+                # (not even an object) is listed in the answer's ``rejected``, not refused.
                 body={
-                    "application/json": {"type": "array", "items": {"type": "object"}},
+                    "application/json": {"type": "array"},
                     "application/x-ndjson": {"type": "string"},
                 },
                 response=IngestResult,
+                errors=(415,),
             ),
             Operation(
                 "GET",
@@ -336,10 +359,22 @@ class TallyAPI(Facade):
                 "List stored events, by time",
                 params=[
                     org,
-                    Param("start", description="RFC 3339, inclusive"),
-                    Param("end", description="RFC 3339, exclusive"),
-                    Param("limit", schema={"type": "integer", "minimum": 1}),
-                    Param("cursor", description="next_cursor of the previous page"),
+                    Param("start", description="RFC 3339, inclusive", schema=INSTANT),
+                    Param("end", description="RFC 3339, exclusive", schema=INSTANT),
+                    Param(
+                        "limit",
+                        description="Events per page (default 100)",
+                        schema={
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": self.tally.settings.events_page_max,
+                        },
+                    ),
+                    Param(
+                        "cursor",
+                        description="next_cursor of the previous page",
+                        schema={"type": "string", "pattern": r"^-?[0-9]+:"},
+                    ),
                 ],
                 response=dict[str, Any],
             ),
@@ -465,7 +500,7 @@ def _int_param(call: Call, name: str, default: int, low: int, high: int) -> int:
     raw = call.query(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not _INTEGER.fullmatch(raw) or not low <= int(raw) <= high:
         raise BadRequest(f"{name} must be an integer from {low} to {high}", field=name)
     return int(raw)
 
@@ -484,6 +519,6 @@ def _cursor(raw: str | None) -> tuple[int, str] | None:
     if raw is None:
         return None
     ts, sep, event_id = raw.partition(":")
-    if not sep or not ts.lstrip("-").isdigit():
+    if not sep or not _INTEGER.fullmatch(ts):
         raise BadRequest("cursor must be the next_cursor of a previous page", field="cursor")
     return int(ts), event_id
