@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tally.errors import BadRequest, RequestTimeout, TallyError, TooLarge
+from tally.errors import BadRequest, RequestTimeout, TallyError, TooLarge, UnsupportedMediaType
 from tally.limits import Reservation
 from tally.model.events import undecodable_reason
 from tally.service import Tally
@@ -109,7 +109,7 @@ class Facade:
         too slow, too large, or past the bodies in flight; and the operation's own."""
         statuses = {400, 401, 403, 404, *op.errors}
         if op.method in ("POST", "PUT"):
-            statuses |= {408, 413, 503}
+            statuses |= {408, 413, 415, 503}
         return sorted(statuses)
 
     def routes(self) -> list[Route]:
@@ -152,6 +152,7 @@ class Facade:
         limit = op.max_body or settings.max_body_bytes
         server_timing = settings.server_timing
         has_body = op.method in ("POST", "PUT")
+        json_body = has_body and op.body is not None and not isinstance(op.body, dict)
 
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
@@ -159,6 +160,8 @@ class Facade:
             call: Call | None = None
             reservation = self.tally.body_budget.reservation()
             try:
+                if json_body:
+                    require_json(request)
                 body = (
                     await read_body(request, limit, settings.body_timeout_seconds, reservation)
                     if has_body
@@ -188,6 +191,20 @@ class Facade:
             return response
 
         return endpoint
+
+
+def require_json(request: Request) -> None:
+    """Refuse (415) a body declared as anything but JSON: a ``text/plain`` or form body is
+    what a browser may send across origins without asking, so it is never taken for JSON.
+    A body without a ``Content-Type`` is read as JSON (scripts often omit it)."""
+    declared = request.headers.get("content-type")
+    if declared is None:
+        return
+    media = declared.split(";")[0].strip().lower()
+    if media != "application/json" and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        raise UnsupportedMediaType(f"send the body as application/json, not {media or 'nothing'}")
 
 
 async def read_body(
