@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -16,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tally import metrics
 from tally.errors import BadRequest, TallyError, TooLarge
 from tally.model.events import undecodable_reason
 from tally.service import Tally
@@ -110,7 +110,7 @@ class Facade:
 
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
-            request_id = str(uuid.uuid4())
+            request_id = metrics.request_id(request.scope)  # the access log's too
             call: Call | None = None
             try:
                 body = await read_body(request, limit) if op.method in ("POST", "PUT") else b""
