@@ -568,4 +568,3 @@ def test_server_killed_mid_send_events_stores_every_event_once(tmp_path: Path) -
     assert sorted(stored) == [f"c{i:05d}" for i in range(total)]
     statuses = {status for _, _, status in recorder.seen}
     assert statuses <= {200, 503, 500}
-
