@@ -6,6 +6,7 @@ fixture, the async client, retries on 429, and a server killed in the middle of
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -438,6 +439,14 @@ def test_async_client_sends_and_reads_the_same(
                 "users", "2026-03-10", "2026-03-11", org_domain="acme.example"
             )
             apps = await tally.app_usage_stats(day="2026-03-12")
+            users = [
+                r.user_id
+                async for r in tally.iter_developer_usage(
+                    "acme", "2026-03-10", "2026-03-11", per_page=1
+                )
+            ]
+            roots = [d.id async for d in tally.iter_departments("acme", per_page=1)]
+            listed.extend([*users, *roots])
         return dept, sent, stored, usage, listed, stats, apps
 
     dept, sent, stored, usage, listed, stats, apps = asyncio.run(scenario())
@@ -448,7 +457,8 @@ def test_async_client_sends_and_reads_the_same(
         ("eng", 11),
         ("eng", 0),
     ]
-    assert listed == ["alice", "bob", "carol"]
+    # members, then developer usage rows' members, then the root departments
+    assert listed == ["alice", "bob", "carol", "alice", "bob", "bob", "eng", "sales"]
     assert stats.users is not None
     assert [d.count for d in stats.users.daily_active_users.per_day] == [2, 3]
     assert [i.metrics.data for i in apps.items] == [40]
@@ -499,6 +509,7 @@ def test_a_429_is_waited_out_and_retried(tmp_path: Path) -> None:
     assert [i.app_id for i in first.items] == [i.app_id for i in second.items] == ["a1"]
 
 
+@pytest.mark.slow
 def test_server_killed_mid_send_events_stores_every_event_once(tmp_path: Path) -> None:
     """20,000 events in batches of 100; the server is SIGKILLed after 40 answered batches and
     started again on the same port and file; the client's retries finish the job."""
@@ -568,3 +579,51 @@ def test_server_killed_mid_send_events_stores_every_event_once(tmp_path: Path) -
     assert sorted(stored) == [f"c{i:05d}" for i in range(total)]
     statuses = {status for _, _, status in recorder.seen}
     assert statuses <= {200, 503, 500}
+
+
+def test_batches_are_cut_by_bytes_and_a_413_splits_a_batch(tmp_path: Path) -> None:
+    """Events of one encoded length L. The server takes bodies of at most three events
+    (2 + 3L + 2 bytes). With ``batch_bytes`` fitting two events the batches are cut by size;
+    with a byte limit the server does not share, its 413 splits a batch until it fits."""
+    day = "2026-03-13T10:00:00+08:00"
+
+    def event(n: int) -> dict[str, Any]:
+        return {"id": f"k{n}", "time": day, "type": "activity", "member": "dan"}
+
+    size = len(json.dumps(event(0), separators=(",", ":")))
+    assert all(len(json.dumps(event(n), separators=(",", ":"))) == size for n in range(10))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("TALLY_NOW", NOW)
+        env.setenv("TALLY_MAX_BODY_BYTES", str(2 + 3 * size + 2))
+        process = ServerProcess(tmp_path / "tally.duckdb", ADMIN)
+    recorder = Recorder()
+    try:
+        with TallyClient(process.url, ADMIN, transport=recorder) as tally:
+            tally.put_org("b", name="B", domain="b.example")
+            tally.put_member(
+                "b", "dan", name="Dan", email="dan@b.example", developer=False, departments=[],
+                created_at=JOINED,
+            )  # fmt: skip
+            big = {**event(99), "id": "big", "member": "d" * (3 * size)}
+            by_size = tally.send_events(
+                "b",
+                [event(0), event(1), event(2), big, event(4), event(5), event(6)],
+                batch_bytes=2 + 2 * size + 1,
+            )
+            sizes_seen = [s for m, p, s in recorder.seen if m == "POST"]
+            del recorder.seen[:]
+            split = tally.send_events("b", [event(n) for n in range(10, 18)], batch_bytes=1 << 20)
+            split_seen = [s for m, p, s in recorder.seen if m == "POST"]
+            stored = sorted(e.id for e in tally.iter_events("b"))
+    finally:
+        process.stop()
+    assert (by_size.accepted, by_size.batches) == (6, 3)
+    assert [(r.index, r.id) for r in by_size.rejected] == [(3, "big")]
+    assert "larger than the batch limit" in by_size.rejected[0].error
+    assert sizes_seen == [200, 200, 200]
+    # 8 -> 413; 4 -> 413; 2, 2 -> 200; the other 4 -> 413; 2, 2 -> 200
+    assert split_seen == [413, 413, 200, 200, 413, 200, 200]
+    assert (split.accepted, split.batches, split.rejected) == (8, 4, [])
+    assert stored == sorted(
+        [f"k{n}" for n in (0, 1, 2, 4, 5, 6)] + [f"k{n}" for n in range(10, 18)]
+    )

@@ -18,6 +18,7 @@ from tally.client import core
 from tally.client.core import (
     DEFAULT_BATCH_BYTES,
     DEFAULT_BATCH_EVENTS,
+    ONCE,
     Call,
     ExportFormat,
     Outcome,
@@ -194,7 +195,9 @@ class AsyncTallyClient:
         return await self._json(step, App)
 
     async def create_token(self, org: str, scopes: Sequence[str]) -> str:
-        return (await self._json(core.create_token(org, scopes), core.TokenAnswer)).token
+        """Not retried: a second request would make a second token."""
+        call = core.call_json(core.create_token(org, scopes), core.TokenAnswer, ONCE, self._rng)
+        return (await self._run(call)).token
 
     # -- events --------------------------------------------------------------------------
     async def send_events(
@@ -274,6 +277,31 @@ class AsyncTallyClient:
         step = core.developer_usage(org, start, end, user_id, department, page, per_page)
         return await self._page(step, DeveloperUsageRow)
 
+    async def iter_developer_usage(
+        self,
+        org: str,
+        start: date | str,
+        end: date | str,
+        *,
+        user_id: str | None = None,
+        department: str | None = None,
+        per_page: int = 100,
+    ) -> AsyncIterator[DeveloperUsageRow]:
+        number: int | None = 1
+        while number is not None:
+            page = await self.developer_usage(
+                org,
+                start,
+                end,
+                user_id=user_id,
+                department=department,
+                page=number,
+                per_page=per_page,
+            )
+            for row in page.rows:
+                yield row
+            number = page.next_page if page.rows else None
+
     async def members(self, org: str, *, page: int = 1, per_page: int = 100) -> Page[MemberItem]:
         return await self._page(core.members(org, page, per_page), MemberItem)
 
@@ -289,6 +317,16 @@ class AsyncTallyClient:
         self, org: str, *, parent: str | None = None, page: int = 1, per_page: int = 100
     ) -> Page[DepartmentItem]:
         return await self._page(core.departments(org, parent, page, per_page), DepartmentItem)
+
+    async def iter_departments(
+        self, org: str, *, parent: str | None = None, per_page: int = 100
+    ) -> AsyncIterator[DepartmentItem]:
+        number: int | None = 1
+        while number is not None:
+            page = await self.departments(org, parent=parent, page=number, per_page=per_page)
+            for row in page.rows:
+                yield row
+            number = page.next_page if page.rows else None
 
     async def department(self, org: str, department: str) -> DepartmentItem:
         return await self._json(core.department(org, department), DepartmentItem)

@@ -93,6 +93,10 @@ class RetryPolicy:
         return max(wait, retry_after or 0.0)
 
 
+#: The policy of a call that must not be sent twice (creating a token).
+ONCE = RetryPolicy(max_attempts=1)
+
+
 #: What a request is retried on (besides a connection error): too many requests, any 5xx.
 def retryable(status: int) -> bool:
     return status == 429 or status >= 500

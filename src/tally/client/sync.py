@@ -18,6 +18,7 @@ from tally.client import core
 from tally.client.core import (
     DEFAULT_BATCH_BYTES,
     DEFAULT_BATCH_EVENTS,
+    ONCE,
     Call,
     ExportFormat,
     Outcome,
@@ -50,8 +51,8 @@ class TallyClient:
     """A client of one Tally server. ``token``: an organization token with the scopes the
     calls need (``admin`` for the directory, ``ingest`` for events, ``read`` for statistics),
     or the environment admin's. ``retry`` decides how connection errors, 429 and 5xx are
-    retried (every call here is safe to send again: PUTs replace, events carry their ids,
-    the rest only read)."""
+    retried (every call but :meth:`create_token` is safe to send again: PUTs replace, events
+    carry their ids, the rest only read)."""
 
     def __init__(
         self,
@@ -178,8 +179,10 @@ class TallyClient:
         return self._json(step, App)
 
     def create_token(self, org: str, scopes: Sequence[str]) -> str:
-        """A new token of ``org`` with ``scopes`` (its secret: shown this once)."""
-        return self._json(core.create_token(org, scopes), core.TokenAnswer).token
+        """A new token of ``org`` with ``scopes`` (its secret: shown this once). Not retried:
+        a second request would make a second token."""
+        call = core.call_json(core.create_token(org, scopes), core.TokenAnswer, ONCE, self._rng)
+        return self._run(call).token
 
     # -- events --------------------------------------------------------------------------
     def send_events(
