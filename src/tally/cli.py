@@ -128,6 +128,10 @@ def run_workers(settings: Settings) -> None:
     if secret:
         click.echo(f"Environment admin token (shown once, keep it): {secret}")
     os.environ.update(settings.environment())
+    if settings.metrics:
+        from tally.metrics import prepare_workers
+
+        prepare_workers()  # /metrics sums the counters of every worker
     click.echo(
         f"Tally serving {_where(settings)} with {settings.workers} workers"
         f" at http://{settings.host}:{settings.port}"

@@ -112,6 +112,11 @@ class Settings:
     #: the bench reports beside what its client measures. Off by default (it tells a caller
     #: how long the server worked).
     server_timing: bool = False
+    #: Serve ``GET /metrics`` (Prometheus text format: request counts and latencies, events per
+    #: org, rollup staleness, store size, rate-limit refusals); off by default.
+    metrics: bool = False
+    #: One access log line per request on stderr: ``off``, ``text`` or ``json`` (JSON lines).
+    access_log: str = "off"
     #: The source of "now"; tests pin it (``TALLY_NOW``: one fixed RFC 3339 instant).
     clock: Clock = system_clock
 

@@ -23,6 +23,7 @@ from tally.api.openapi import DOCS_STYLE, build_openapi, docs_page
 from tally.api.platform import PlatformAPI
 from tally.api.tally import TallyAPI
 from tally.engine.refresh import Refresher
+from tally.metrics import observability
 from tally.service import Tally, settle_heap
 
 #: The API families, in routing order. A new vendor API is one module plus one entry here.
@@ -113,7 +114,13 @@ def create_app(
             if close_on_shutdown:
                 tally.close()
 
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders)])
+    extra_routes, extra_middleware = observability(tally)  # /metrics, the access log
+    routes.extend(extra_routes)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders), *extra_middleware],
+    )
     app.state.tally = tally
     return app
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -17,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tally import metrics
 from tally.errors import BadRequest, RequestTimeout, TallyError, TooLarge, UnsupportedMediaType
 from tally.limits import Reservation
 from tally.model.events import undecodable_reason
@@ -156,7 +156,7 @@ class Facade:
 
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
-            request_id = str(uuid.uuid4())
+            request_id = metrics.request_id(request.scope)  # the access log's too
             call: Call | None = None
             reservation = self.tally.body_budget.reservation()
             try:

@@ -232,6 +232,7 @@ class TallyAPI(Facade):
                 "send events as application/json (an array) or application/x-ndjson"
             )
         result: IngestResult = self.tally.ingestor.ingest_body(org_id, call.body, content_type)
+        call.request.state.ingested = (org_id, result)  # for the events counters
         return JSONResponse(result)
 
     def list_events(self, call: Call) -> Response:

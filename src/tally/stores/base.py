@@ -99,6 +99,11 @@ class DirectoryStore(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def size_bytes(self) -> int | None:
+        """What the store takes on disk, in bytes, for the operational metrics (``None``: this
+        store cannot tell)."""
+        return None
+
 
 class EventStore(ABC):
     """The events of one Tally environment, their rollups and the statistics reads."""
@@ -130,6 +135,11 @@ class EventStore(ABC):
 
     @abstractmethod
     def count_events(self, org_id: str) -> int: ...
+
+    def size_bytes(self) -> int | None:
+        """What the store takes on disk, in bytes, for the operational metrics (``None``: this
+        store cannot tell)."""
+        return None
 
     @abstractmethod
     def rebuild_rollups(self, org_id: str) -> None:

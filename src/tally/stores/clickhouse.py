@@ -157,6 +157,15 @@ class ClickHouseEventStore(EventStore):
     def close(self) -> None:
         self._executor.close()
 
+    def size_bytes(self) -> int | None:
+        """The active parts of the database on the node the URL names (on a cluster: that
+        node's shard only)."""
+        rows = self._executor.query(
+            "SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND database = %(db)s",
+            {"db": self.database},
+        )
+        return int(rows[0][0]) if rows else None
+
     # -- events ----------------------------------------------------------------------------
     def append_events(self, org_id: str, events: Sequence[StoredEvent]) -> AppendResult:
         if not events:

@@ -224,6 +224,11 @@ class DuckDBStore(Store):
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._cursor().execute(sql, list(params)).fetchall()
 
+    def size_bytes(self) -> int | None:
+        """The file and its write-ahead log."""
+        files = [self.path, self.path.with_name(self.path.name + ".wal")]
+        return sum(f.stat().st_size for f in files if f.exists())
+
     def close(self) -> None:
         """Compact, fold the write-ahead log into the file (so the next start replays
         nothing), and close."""

@@ -284,6 +284,11 @@ class PostgresDirectoryStore(DirectoryStore):
     def close(self) -> None:
         self._pool.close()
 
+    def size_bytes(self) -> int | None:
+        """The database, as ``pg_database_size`` counts it."""
+        rows = self._rows("SELECT pg_database_size(current_database())")
+        return int(rows[0][0]) if rows else None
+
     def directory_version(self) -> int:
         """Bumped in the transaction of every directory and token write. Read it before
         :meth:`load_directory`, so that a cached directory is never older than the number kept
