@@ -463,3 +463,70 @@ def migrate(source: str, directory_url: str, events_url: str) -> None:
         f"copied {report.orgs} organization(s), {report.tokens} token(s) and"
         f" {report.events:,} event(s) ({report.new_events:,} new)"
     )
+
+
+@cli.command()
+@store_options
+@click.option(
+    "--server",
+    default=None,
+    help="A running `tally serve` (http://HOST:PORT) to take the backup from, while it serves.",
+)
+@click.option(
+    "--token",
+    envvar="TALLY_ADMIN_TOKEN",
+    default=None,
+    help="With --server: the environment admin's token (default: $TALLY_ADMIN_TOKEN).",
+)
+@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+def backup(where: dict[str, Any], server: str | None, token: str | None, output: Path) -> None:
+    """Write a consistent copy of the whole environment to the new DuckDB file OUTPUT.
+
+    With --server, the running server writes it while it goes on serving (a DuckDB file is
+    held by the process serving it); without, the store is opened here. Restore: stop the
+    server, put OUTPUT in place of the store's file (or serve OUTPUT), start it.
+    """
+    if output.exists():
+        raise click.ClickException(f"{output} exists already: a backup never overwrites a file")
+    if server is None:
+        with _open(where) as tally:
+            try:
+                tally.backup(output)
+            except TallyError as exc:
+                raise click.ClickException(exc.detail) from exc
+    else:
+        _download_backup(server, token, output)
+    click.echo(f"backup written to {output} ({output.stat().st_size} bytes)")
+
+
+def _download_backup(server: str, token: str | None, output: Path) -> None:
+    import httpx
+
+    if not token:
+        raise click.ClickException("--server needs the environment admin's token (--token)")
+    partial = output.with_name(output.name + ".partial")
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        with httpx.stream(
+            "POST", server.rstrip("/") + "/api/v1/backup", headers=headers, timeout=None
+        ) as response:
+            if response.status_code != 200:
+                response.read()
+                raise click.ClickException(f"{response.status_code}: {_problem(response.text)}")
+            with partial.open("wb") as file:
+                for chunk in response.iter_bytes():
+                    file.write(chunk)
+        partial.rename(output)
+    except httpx.TransportError as exc:
+        raise click.ClickException(f"cannot reach {server}: {exc}") from exc
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _problem(text: str) -> str:
+    """The ``detail`` of a problem-details body, else the body."""
+    try:
+        detail = msgspec.json.decode(text).get("detail")
+    except (msgspec.DecodeError, AttributeError):
+        return text
+    return str(detail) if detail else text

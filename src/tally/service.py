@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import gc
+from pathlib import Path
 
 from tally.engine.access import AccessService
 from tally.engine.directory import DirectoryService
 from tally.engine.ingest import Ingestor
 from tally.engine.refresh import refresh_all, refresh_org
+from tally.errors import Conflict
 from tally.limits import BodyBudget
 from tally.ratelimit import GcraState, MemoryGcraState
 from tally.settings import Settings
@@ -72,6 +74,21 @@ class Tally:
         if org_id is None:
             return refresh_all(self.event_store, self.directory)
         return refresh_org(self.event_store, self.directory, org_id)
+
+    def backup(self, target: Path) -> None:
+        """Copy the whole environment, consistently and while serving, into the new DuckDB
+        file ``target`` (restore: serve that file). The scale-out stores are backed up with
+        their own tools."""
+        if target.exists():
+            raise Conflict(f"{target} exists already: a backup never overwrites a file")
+        backup = getattr(self.event_store, "backup", None)
+        if self.settings.scale_out or backup is None:
+            raise Conflict(
+                "this environment keeps its directory in PostgreSQL and its events in"
+                " ClickHouse: back those up with pg_dump and ClickHouse's BACKUP"
+                " (docs/operations.md)"
+            )
+        backup(target)
 
     def close(self) -> None:
         """Close the stores (once; a second call does nothing)."""

@@ -82,6 +82,8 @@ class Operation:
     errors: Sequence[int] = ()
     #: Whether a request must carry a body (the OpenAPI document says so).
     body_required: bool = True
+    #: The media type of a successful answer (``response`` is then its schema, or ``None``).
+    response_media: str = "application/json"
 
 
 class Facade:

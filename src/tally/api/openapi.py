@@ -73,6 +73,9 @@ def _operation(facade: Facade, op: Operation, by_type: dict[int, Any]) -> dict[s
 def _success(op: Operation, by_type: dict[int, Any]) -> dict[str, Any]:
     if op.status == 204:
         return {"description": "Done (no body)"}
+    if op.response_media != "application/json":
+        binary = {"type": "string", "format": "binary"}
+        return {"description": "OK", "content": {op.response_media: {"schema": binary}}}
     schema = by_type.get(id(op.response), {})
     return {"description": "OK", "content": {"application/json": {"schema": schema}}}
 

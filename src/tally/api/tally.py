@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import msgspec
-from starlette.responses import Response
+from starlette.background import BackgroundTask
+from starlette.responses import FileResponse, Response
 
 from tally.api.base import Call, Facade, JSONResponse, Operation, Param, decode_json
 from tally.engine.ingest import IngestResult
@@ -27,6 +31,7 @@ from tally.model.directory import (
     WorkspaceInput,
 )
 from tally.model.events import StoredEvent
+from tally.service import Tally
 from tally.timeutil import RFC3339_PATTERN, from_micros, parse_instant, to_micros, zone
 from tally.tokens import Scope, TokenRecord
 
@@ -108,6 +113,26 @@ class TallyAPI(Facade):
         )
         org = self.tally.directory.put_org(org_id, body, has_events=has_events)
         return JSONResponse(org)
+
+    def backup(self, call: Call) -> Response:
+        """The whole environment as one DuckDB file, consistent, taken while serving."""
+        token = self.tally.access.authenticate(call.bearer())
+        self.tally.access.require_environment_admin(token)
+        folder = Path(tempfile.mkdtemp(prefix=".tally-backup-", dir=_backup_dir(self.tally)))
+        target = folder / "backup.duckdb"
+        try:
+            self.tally.backup(target)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        stamp = self.tally.settings.clock().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        return FileResponse(
+            target,
+            media_type="application/vnd.duckdb",
+            filename=f"tally-backup-{stamp}.duckdb",
+            headers=NO_STORE,
+            background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
+        )
 
     def list_orgs(self, call: Call) -> Response:
         token = self.tally.access.authenticate(call.bearer())
@@ -252,6 +277,15 @@ class TallyAPI(Facade):
         org = Param("org", "path", True, "Organization id")
         oid = Param("id", "path", True, "Object id")
         return [
+            Operation(
+                "POST",
+                "/api/v1/backup",
+                self.backup,
+                "A consistent copy of the whole environment as a DuckDB file (environment"
+                " admin; the DuckDB store only)",
+                response_media="application/vnd.duckdb",
+                errors=(409,),
+            ),
             Operation(
                 "GET",
                 "/api/v1/orgs",
@@ -454,6 +488,16 @@ def _token(record: TokenRecord, org: Organization) -> dict[str, Any]:
         "revoked_at": _time(record.revoked_at, tz),
         "last_used_at": _time(record.last_used_at, tz),
     }
+
+
+def _backup_dir(tally: Tally) -> Path:
+    """Where a backup is written before it is sent: beside the store's file (the same disk,
+    which has room for the store), else the temp folder."""
+    return (
+        tally.settings.duckdb_path().resolve().parent
+        if not tally.settings.scale_out
+        else Path(tempfile.gettempdir())
+    )
 
 
 def _instant_field(raw: str | None, name: str) -> datetime | None:

@@ -8,6 +8,7 @@ events are refused by the primary key (an ART index lookup per id, not a scan).
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -228,6 +229,23 @@ class DuckDBStore(Store):
         """The file and its write-ahead log."""
         files = [self.path, self.path.with_name(self.path.name + ".wal")]
         return sum(f.stat().st_size for f in files if f.exists())
+
+    def backup(self, target: Path) -> None:
+        """Write a consistent copy of the whole store to the new file ``target``, while it
+        serves: one read transaction (a snapshot; appends go on meanwhile) copied into a
+        freshly attached database, which is checkpointed and closed when detached."""
+        cursor = self._db.cursor()
+        try:
+            (name,) = cursor.execute("SELECT current_database()").fetchall()[0]
+            alias = f"tally_backup_{uuid.uuid4().hex}"
+            quoted = str(target).replace("'", "''")
+            cursor.execute(f"ATTACH '{quoted}' AS {alias}")
+            try:
+                cursor.execute(f'COPY FROM DATABASE "{name}" TO {alias}')
+            finally:
+                cursor.execute(f"DETACH {alias}")
+        finally:
+            cursor.close()
 
     def close(self) -> None:
         """Compact, fold the write-ahead log into the file (so the next start replays
