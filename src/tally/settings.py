@@ -107,6 +107,9 @@ class Settings:
     #: department, activity counts); 0 switches them off (stale days are then answered, more
     #: slowly, from the member-day rollups). Each refresh holds appends off while it writes.
     rollup_refresh_seconds: float = 10.0
+    #: Seconds without a write after which the server folds the DuckDB write-ahead log into
+    #: the file (so a restart or a crash replays nothing); 0 switches it off.
+    idle_checkpoint_seconds: float = 60.0
     #: Add a ``Server-Timing: app;dur=<ms>`` header to every API answer: the server's own time
     #: from reading the request to the answer's body, which browsers' developer tools show and
     #: the bench reports beside what its client measures. Off by default (it tells a caller

@@ -22,7 +22,7 @@ from tally.api.lingma import LingmaAPI
 from tally.api.openapi import DOCS_STYLE, build_openapi, docs_page
 from tally.api.platform import PlatformAPI
 from tally.api.tally import TallyAPI
-from tally.engine.refresh import Refresher
+from tally.engine.refresh import IdleCheckpointer, Refresher
 from tally.metrics import observability
 from tally.service import Tally, settle_heap
 
@@ -100,17 +100,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        interval = tally.settings.rollup_refresh_seconds
-        refresher = (
-            Refresher(tally.event_store, tally.directory, interval) if interval > 0 else None
-        )
-        if refresher is not None:
-            refresher.start()
+        threads = _background_threads(tally)
+        for thread in threads:
+            thread.start()
         try:
             yield
         finally:
-            if refresher is not None:
-                refresher.stop()
+            for thread in threads:
+                thread.stop()
             if close_on_shutdown:
                 tally.close()
 
@@ -123,6 +120,19 @@ def create_app(
     )
     app.state.tally = tally
     return app
+
+
+def _background_threads(tally: Tally) -> list[Refresher | IdleCheckpointer]:
+    """The server's housekeeping: the second-level rollups' refresh, the idle checkpoint."""
+    settings = tally.settings
+    threads: list[Refresher | IdleCheckpointer] = []
+    if settings.rollup_refresh_seconds > 0:
+        threads.append(
+            Refresher(tally.event_store, tally.directory, settings.rollup_refresh_seconds)
+        )
+    if settings.idle_checkpoint_seconds > 0:
+        threads.append(IdleCheckpointer(tally.event_store, settings.idle_checkpoint_seconds))
+    return threads
 
 
 def worker_app() -> Starlette:

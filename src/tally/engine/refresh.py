@@ -143,3 +143,31 @@ class Refresher:
                 if refreshed:
                     log.info("refreshed the per-department rollups of %d day(s)", refreshed)
             self._stop.wait(self._interval)
+
+
+class IdleCheckpointer:
+    """A daemon thread that folds the store's write-ahead log into it once no write came for
+    ``idle`` seconds: a server that took a burst of events and then went quiet restarts
+    (or recovers from a crash) without replaying them."""
+
+    def __init__(self, store: EventStore, idle: float) -> None:
+        self._store = store
+        self._idle = idle
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tally-checkpoint", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        poll = min(self._idle / 4, 15.0)
+        while not self._stop.wait(poll):
+            try:
+                if self._store.checkpoint_when_idle(self._idle):
+                    log.info("checkpointed the store after %g s without writes", self._idle)
+            except Exception:  # never end the thread; the next poll retries
+                log.exception("the idle checkpoint failed")

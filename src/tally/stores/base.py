@@ -145,6 +145,12 @@ class EventStore(ABC):
     def rebuild_rollups(self, org_id: str) -> None:
         """Recompute the organization's rollups from its raw events (the source of truth)."""
 
+    def checkpoint_when_idle(self, idle_seconds: float) -> bool:
+        """Fold a write-ahead log into the store when nothing was written for
+        ``idle_seconds`` (so that a crash or restart replays nothing); answers whether it
+        did. Stores without such a log do nothing."""
+        return False
+
     @abstractmethod
     def close(self) -> None: ...
 

@@ -7,7 +7,9 @@ events are refused by the primary key (an ART index lookup per id, not a scan).
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -55,6 +57,7 @@ from tally.timeutil import days as days_between
 from tally.timeutil import from_micros, month_first, month_last, next_month, to_micros
 from tally.tokens import TokenRecord
 
+log = logging.getLogger("tally.store")
 SCHEMA_VERSION = 6
 #: Appends between two compactions of the rollup deltas they touched.
 COMPACT_EVERY = 200
@@ -154,6 +157,7 @@ class DuckDBStore(Store):
         self._known_stale: set[tuple[str, str, date]] = set()
         self._after_commit: list[Callable[[], None]] = []
         self._appends = 0
+        self._last_write = time.monotonic()
         self._migrate()
 
     def _migrate(self) -> None:
@@ -201,6 +205,7 @@ class DuckDBStore(Store):
                 cursor.execute("ROLLBACK")
                 raise
             cursor.execute("COMMIT")
+            self._last_write = time.monotonic()
             for action in self._after_commit:  # still under the lock: no writer in between
                 action()
 
@@ -229,6 +234,21 @@ class DuckDBStore(Store):
         """The file and its write-ahead log."""
         files = [self.path, self.path.with_name(self.path.name + ".wal")]
         return sum(f.stat().st_size for f in files if f.exists())
+
+    def checkpoint_when_idle(self, idle_seconds: float) -> bool:
+        wal = self.path.with_name(self.path.name + ".wal")
+        if time.monotonic() - self._last_write < idle_seconds:
+            return False
+        if not wal.exists() or wal.stat().st_size == 0:
+            return False
+        self.compact_rollups()
+        with self._write_lock:
+            try:
+                self._cursor().execute("CHECKPOINT")
+            except duckdb.Error as exc:  # e.g. a long read still running: next time
+                log.debug("idle checkpoint put off: %s", exc)
+                return False
+        return True
 
     def backup(self, target: Path) -> None:
         """Write a consistent copy of the whole store to the new file ``target``, while it
