@@ -347,3 +347,31 @@ def test_a_stale_month_drops_day_counts_that_became_zero(
     assert per_day_on_the_10th() == [0]
     tally.refresh_rollups()
     assert per_day_on_the_10th() == [0]
+
+
+def test_a_reparenting_makes_only_the_subtrees_above_stale(
+    admin: Admin, client: TestClient, tally: Tally
+) -> None:
+    """Moving a2 from a to b changes the figures of a and b on every day, and of nothing else
+    (root holds a2 before and after; a2's own subtree is as it was): no day goes stale, only
+    those two departments, and they answer as the raw events do before and after a refresh."""
+    build_scenario(admin, seed=5)
+    tally.refresh_rollups()
+    assert admin.get("acme/departments/a2")["parent"] == "a"
+    admin.put("acme/departments/a2", {"name": "a2", "parent": "b"})
+    assert tally.store.stale_department_days("acme") == []
+    assert sorted(tally.store.stale_departments("acme")) == ["a", "b"]
+    assert all_answers(client) == _raw_answers(client, tally)
+    tally.refresh_rollups()
+    assert tally.store.stale_departments("acme") == {}
+    assert all_answers(client) == _raw_answers(client, tally)
+
+
+def test_a_refresh_clears_only_the_staleness_it_computed(tally: Tally, admin: Admin) -> None:
+    admin.org("acme")
+    store = tally.store
+    store.invalidate_departments("acme", ["a", "b"])
+    first = store.stale_departments("acme")
+    store.invalidate_departments("acme", ["b"])  # a later move, while a refresh runs
+    store.refresh_departments("acme", {}, [], first)
+    assert sorted(store.stale_departments("acme")) == ["b"]

@@ -138,7 +138,12 @@ class DirectoryService:
             department = Department(id=dept_id, name=body.name, parent=body.parent)
             current = directory.departments.get(dept_id)
             if current is not None and current.parent != body.parent:
-                self._events.invalidate_department_days(org_id, None)  # every subtree above moves
+                # The subtrees above it, old and new, change (on every day); those above both
+                # keep it, and its own subtree and the others are as they were.
+                before = set(directory.ancestors(dept_id))
+                after = set() if body.parent is None else {body.parent}
+                after |= set(directory.ancestors(body.parent)) if body.parent else set()
+                self._events.invalidate_departments(org_id, before ^ after)
             self._store.put_department(org_id, department)
             self._changed(org_id, departments=department)
         return department

@@ -21,7 +21,7 @@ from tally.engine.directory import DirectoryService
 from tally.engine.environment_stats import developer_spans
 from tally.engine.memo import derived
 from tally.model.directory import Directory
-from tally.stores.base import EventStore
+from tally.stores.base import EventStore, MemberSpan
 from tally.timeutil import day_start, month_first, next_month, to_micros
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,35 @@ def refresh_departments(store: EventStore, directories: DirectoryService, org_id
         ("every department's spans", department_spans),
         store.refresh_department_days,
     )
+
+
+def refresh_moved_departments(store: EventStore, directories: DirectoryService, org_id: str) -> int:
+    """Recompute, on every day, the rows of the departments a re-parenting made stale (the
+    subtrees above the moved department, old and new); answers how many departments.
+
+    The staleness of each is cleared with the last chunk, unless a later move marked it
+    again meanwhile (its generation grew): then the next pass recomputes it.
+    """
+    stale = store.stale_departments(org_id)
+    if not stale:
+        return 0
+    chunks = list(_chunks(store.assistant_days(org_id), CHUNK_DAYS)) or [[]]
+    for number, chunk in enumerate(chunks, start=1):
+        with directories.held(org_id) as directory:
+            spans: dict[str, list[MemberSpan]] = {}
+            if chunk:
+                tz = directory.org.timezone
+                first = to_micros(day_start(chunk[0], tz))
+                end = to_micros(day_start(chunk[-1] + timedelta(days=1), tz))
+                every = derived(
+                    directory,
+                    ("every department's spans", first, end),
+                    lambda: department_spans(directory, first, end),  # noqa: B023
+                )
+                spans = {department: every.get(department, []) for department in stale}
+            last = number == len(chunks)
+            store.refresh_departments(org_id, spans, chunk, stale if last else None)
+    return len(stale)
 
 
 def refresh_activity(store: EventStore, directories: DirectoryService, org_id: str) -> int:
@@ -88,8 +117,10 @@ def _refresh(
 
 def refresh_org(store: EventStore, directories: DirectoryService, org_id: str) -> int:
     """Every second-level rollup of the organization; answers the stale days recomputed."""
-    return refresh_departments(store, directories, org_id) + refresh_activity(
-        store, directories, org_id
+    return (
+        refresh_departments(store, directories, org_id)
+        + refresh_moved_departments(store, directories, org_id)
+        + refresh_activity(store, directories, org_id)
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -284,6 +284,34 @@ class EventStore(ABC):
     def invalidate_department_days(self, org_id: str, since: date | None) -> None:
         """The directory moves members between subtrees from the org day ``since`` on (``None``:
         on every day): mark those days stale. Called before the directory write is stored."""
+        return None
+
+    def invalidate_departments(self, org_id: str, departments: Collection[str]) -> None:
+        """The subtrees of ``departments`` changed on every day (a department moved under
+        another parent): their per-department rows are stale, the others' stay fresh. A store
+        without per-department staleness marks every day stale."""
+        self.invalidate_department_days(org_id, None)
+
+    def stale_departments(self, org_id: str) -> dict[str, int]:
+        """The departments whose every day is stale, each with the generation of its
+        invalidation (to clear exactly what a refresh computed)."""
+        return {}
+
+    def assistant_days(self, org_id: str) -> list[date]:
+        """The org days with assistant events, ascending (a store without per-department
+        rows: none)."""
+        return []
+
+    def refresh_departments(
+        self,
+        org_id: str,
+        spans: Mapping[str, Sequence[MemberSpan]],
+        days: Sequence[date],
+        generations: Mapping[str, int] | None,
+    ) -> None:
+        """Recompute the per-department rows of the departments ``spans`` names on ``days``;
+        with ``generations``, the last chunk: clear those departments' staleness if no later
+        invalidation came."""
         return None
 
     # -- environment statistics ------------------------------------------------------------

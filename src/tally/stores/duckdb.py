@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from operator import itemgetter
@@ -554,6 +554,56 @@ class DuckDBStore(Store):
     def invalidate_department_days(self, org_id: str, since: date | None) -> None:
         with self._transaction() as cur:
             rollups.invalidate(cur, "department_days", org_id, since)
+
+    def invalidate_departments(self, org_id: str, departments: Collection[str]) -> None:
+        if not departments:
+            return
+        with self._transaction() as cur:
+            (generation,) = cur.execute(
+                "SELECT coalesce(max(generation), 0) + 1 FROM department_stale"
+            ).fetchall()[0]
+            cur.executemany(
+                "INSERT OR REPLACE INTO department_stale VALUES (?, ?, ?)",
+                [[org_id, department, generation] for department in sorted(departments)],
+            )
+
+    def stale_departments(self, org_id: str) -> dict[str, int]:
+        rows = self._rows(
+            "SELECT department, generation FROM department_stale WHERE org = ?", [org_id]
+        )
+        return {str(department): int(generation) for department, generation in rows}
+
+    def refresh_departments(
+        self,
+        org_id: str,
+        spans: Mapping[str, Sequence[MemberSpan]],
+        days: Sequence[date],
+        generations: Mapping[str, int] | None,
+    ) -> None:
+        org = self.get_org(org_id)
+        assert org is not None
+        with self._transaction() as cur:
+            if days:
+                ordered = sorted(days)
+                whole, partial = departments.split_group_spans(
+                    spans, org.timezone, ordered[0], ordered[-1]
+                )
+                with (
+                    _registered(cur, "whole_days", whole),
+                    _registered(cur, "partial_spans", partial),
+                ):
+                    departments.refresh_departments(cur, org_id, ordered, only=sorted(spans))
+            for department, generation in (generations or {}).items():
+                cur.execute(
+                    "DELETE FROM department_stale"
+                    " WHERE org = ? AND department = ? AND generation <= ?",
+                    [org_id, department, generation],
+                )
+
+    def assistant_days(self, org_id: str) -> list[date]:
+        """The org days with assistant events (those ``department_day`` may hold)."""
+        rows = self._rows("SELECT day FROM department_days WHERE org = ? ORDER BY day", [org_id])
+        return [day for (day,) in rows]
 
     # -- the activity counts ---------------------------------------------------------------
     def stale_activity_days(self, org_id: str) -> list[date]:

@@ -7,10 +7,13 @@ fetches one value per day and msgspec decodes it straight into records (fetching
 breakdown rows of each day, sorting and assembling them cost more than the rest of an answer).
 
 ``department_days`` lists the org days with assistant events and whether their
-``department_day`` rows are *fresh*. Those rows depend on the directory (who is in which
-department when), so they are not updated in the append's transaction: an append, or a
-directory change that moves members, marks its days stale, a refresher recomputes stale days
-(:func:`refresh_departments`), and a reader answers stale days from ``member_day`` instead.
+``department_day`` rows are *fresh*; ``department_stale`` the departments whose rows are stale
+on every day (a department moved to another parent changes the subtrees above it, old and new,
+and nothing else: those are recomputed, not every department's every day). Those rows depend
+on the directory (who is in which department when), so they are not updated in the append's
+transaction: an append, or a directory change that moves members, marks its days (or
+departments) stale, a refresher recomputes them (:func:`refresh_departments`), and a reader
+answers stale days from ``member_day`` instead.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ CREATE TABLE IF NOT EXISTS department_day (
 );
 CREATE TABLE IF NOT EXISTS department_days (
     org VARCHAR NOT NULL, day DATE NOT NULL, fresh BOOLEAN NOT NULL, PRIMARY KEY (org, day)
+);
+CREATE TABLE IF NOT EXISTS department_stale (
+    org VARCHAR NOT NULL, department VARCHAR NOT NULL, generation BIGINT NOT NULL,
+    PRIMARY KEY (org, department)
 );
 """
 
@@ -91,7 +98,9 @@ SELECT day, usage FROM department_day
  WHERE org = $org AND department = $department AND day BETWEEN $first AND $last
 UNION ALL
 SELECT day, NULL FROM department_days
- WHERE org = $org AND NOT fresh AND day BETWEEN $first AND $last
+ WHERE org = $org AND day BETWEEN $first AND $last
+   AND (NOT fresh OR EXISTS (
+        SELECT 1 FROM department_stale WHERE org = $org AND department = $department))
 """
 
 #: One ``AssistantDay`` per (grp, day) of the usage rows ``parts`` (see
@@ -120,13 +129,19 @@ def decode_days(records: Sequence[str]) -> list[AssistantDay]:
     return [_DAY_DECODER.decode(record) for record in records]
 
 
-def refresh_departments(cursor: duckdb.DuckDBPyConnection, org_id: str, days: list[date]) -> None:
+def refresh_departments(
+    cursor: duckdb.DuckDBPyConnection,
+    org_id: str,
+    days: list[date],
+    only: list[str] | None = None,
+) -> None:
     """Recompute ``department_day`` on ``days`` from the registered grouped span tables (one
-    group per department: its subtree's spans) and mark those days fresh."""
-    params = {"org": org_id, "first": days[0], "last": days[-1], "days": days}
+    group per department: its subtree's spans); ``only``: just those departments' rows (the
+    caller marks the days fresh when it recomputed every department)."""
+    params = {"org": org_id, "first": days[0], "last": days[-1], "days": days, "only": only}
     cursor.execute(
         "DELETE FROM department_day WHERE org = $org AND day BETWEEN $first AND $last"
-        " AND list_contains($days, day)",
+        " AND list_contains($days, day) AND ($only IS NULL OR list_contains($only, department))",
         params,
     )
     cursor.execute(
@@ -136,9 +151,10 @@ def refresh_departments(cursor: duckdb.DuckDBPyConnection, org_id: str, days: li
              parts AS ({usage_parts_sql("grp")})
         SELECT $org, * FROM ({_DAY_RECORDS_SQL}) ORDER BY 1, 2
         """,
-        params,
+        {k: v for k, v in params.items() if k != "only"},
     )
-    mark_fresh(cursor, "department_days", org_id, days)
+    if only is None:
+        mark_fresh(cursor, "department_days", org_id, days)
 
 
 def reset_departments(cursor: duckdb.DuckDBPyConnection, org_id: str | None) -> None:
@@ -148,6 +164,7 @@ def reset_departments(cursor: duckdb.DuckDBPyConnection, org_id: str | None) -> 
     where = "WHERE ($org IS NULL OR org = $org)"
     cursor.execute(f"DELETE FROM department_day {where}", params)
     cursor.execute(f"DELETE FROM department_days {where}", params)
+    cursor.execute(f"DELETE FROM department_stale {where}", params)
     cursor.execute(
         f"INSERT INTO department_days SELECT DISTINCT org, day, false FROM member_day {where}",
         params,
