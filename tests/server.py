@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -30,12 +30,14 @@ class ServerProcess:
         admin_token: str,
         port: int | None = None,
         args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> None:
-        """Serve ``db``, or the stores ``args`` name (e.g. ``--directory``, ``--events``)."""
+        """Serve ``db``, or the stores ``args`` name (e.g. ``--directory``, ``--events``);
+        ``env``: more environment variables (e.g. ``TALLY_NOW``)."""
         self.db = db
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "TALLY_ADMIN_TOKEN": admin_token}
+        env = {**os.environ, "TALLY_ADMIN_TOKEN": admin_token, **(env or {})}
         where = ["--db", str(db)] if db is not None else []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tally", "serve", *where, "--port", str(self.port), *args],

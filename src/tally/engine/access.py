@@ -5,6 +5,7 @@ Tokens are looked up by the hash of the presented secret; the final comparison i
 
 from __future__ import annotations
 
+import hashlib
 import threading
 
 from tally.errors import BadRequest, Forbidden, InvalidToken, NotFound, Unauthorized
@@ -77,6 +78,13 @@ class AccessService:
 
     def tokens_of(self, org_id: str) -> list[TokenRecord]:
         return [t for t in self._store.list_tokens() if t.org == org_id]
+
+    def session_key(self) -> bytes:
+        """The key that signs the dashboard's session cookies: derived from the environment
+        admin tokens' hashes, so every worker sharing the directory store (or started with the
+        same ``TALLY_ADMIN_TOKEN``) derives the same key, and nothing new is stored."""
+        admins = sorted(t.hash for t in self._by_hash.values() if t.org is None)
+        return hashlib.sha256(("tally-dashboard-session:" + "|".join(admins)).encode()).digest()
 
     # -- checking --------------------------------------------------------------------------
     def authenticate(self, secret: str | None) -> TokenRecord:

@@ -226,6 +226,41 @@ class EventStore(ABC):
                 return
             after = (batch[-1].ts, batch[-1].id)
 
+    def trailing_active_members(
+        self,
+        org_id: str,
+        spans: Sequence[MemberSpan],
+        first_day: date,
+        last_day: date,
+        lengths: Sequence[int],
+    ) -> dict[int, list[int]]:
+        """For each ``n`` of ``lengths`` and each org day ``d`` of ``first_day .. last_day``:
+        the distinct members with a ``completion``, ``chat`` or ``code`` event inside one of
+        their spans on the ``n`` org days ending with ``d`` (one count per day, in order).
+
+        The spans must cover the days from ``first_day - (max(lengths) - 1)`` on. This default
+        is built on :meth:`member_usage` (every member-day of the window, in Python); a store
+        with per-member rollups counts in place.
+        """
+        longest = max(lengths)
+        start = first_day - timedelta(days=longest - 1)
+        found = self.member_usage(org_id, spans, start, last_day)
+        active: dict[date, set[str]] = defaultdict(set)
+        for row in found.days:
+            active[row.day].add(row.member)
+        span = (last_day - first_day).days + 1
+        answer: dict[int, list[int]] = {}
+        for n in lengths:
+            counts = []
+            for i in range(span):
+                end = first_day + timedelta(days=i)
+                members: set[str] = set()
+                for k in range(n):
+                    members |= active.get(end - timedelta(days=k), set())
+                counts.append(len(members))
+            answer[n] = counts
+        return answer
+
     def latest_event_times(self, org_id: str) -> dict[str, int]:
         """Each member's latest event of any type (epoch µs); members without events absent.
 

@@ -11,7 +11,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -675,6 +675,44 @@ class DuckDBStore(Store):
                 },
             ).fetchall()
         return {(day, member): ts for day, member, ts in rows}
+
+    def trailing_active_members(
+        self,
+        org_id: str,
+        spans: Sequence[MemberSpan],
+        first_day: date,
+        last_day: date,
+        lengths: Sequence[int],
+    ) -> dict[int, list[int]]:
+        """From the member-day rollups: the deltas of each window length by day (see
+        ``rollups.TRAILING_ACTIVE_SQL``), summed in order here."""
+        if not self.rollups or not spans:
+            return super().trailing_active_members(org_id, spans, first_day, last_day, lengths)
+        start = first_day - timedelta(days=max(lengths) - 1)
+        cursor = self._cursor()
+        params: dict[str, Any] = {
+            "org": org_id,
+            "first": start,
+            "last": last_day,
+            "days": None,
+            "lengths": list(lengths),
+        }
+        with self._span_tables(cursor, org_id, spans, start, last_day):
+            rows = cursor.execute(rollups.TRAILING_ACTIVE_SQL, params).fetchall()
+        deltas: dict[int, dict[date, int]] = {n: defaultdict(int) for n in lengths}
+        for n, day, delta in rows:
+            deltas[n][day] += delta
+        span = (last_day - start).days + 1
+        skip = (first_day - start).days
+        answer: dict[int, list[int]] = {}
+        for n in lengths:
+            running, counts = 0, []
+            for i in range(span):
+                running += deltas[n].get(start + timedelta(days=i), 0)
+                if i >= skip:
+                    counts.append(running)
+            answer[n] = counts
+        return answer
 
     def latest_event_times(self, org_id: str) -> dict[str, int]:
         if not self.rollups:

@@ -546,3 +546,22 @@ SELECT e.member, max(e.ts)
  WHERE e.org = $org AND e.day >= (SELECT min(day) FROM last_day)
  GROUP BY e.member
 """
+
+#: Distinct active members over trailing windows, as day deltas: each active (day, member)
+#: covers the days ``day .. day + n - 1``, cut where the member's next active day begins, so
+#: the pieces of one member never overlap; ``+1`` where a piece starts, ``-1`` where it ends.
+#: A running sum of the deltas by day is the count (``$lengths`` the window lengths).
+TRAILING_ACTIVE_SQL = f"""
+WITH pairs AS MATERIALIZED (
+    SELECT DISTINCT day, member FROM ({span_rows_sql(ASSISTANT_KINDS)})
+),
+runs AS MATERIALIZED (
+    SELECT day, lead(day) OVER (PARTITION BY member ORDER BY day) AS next FROM pairs
+),
+lengths AS (SELECT unnest($lengths::INTEGER[]) AS n)
+SELECT n, day, count(*) FROM runs, lengths GROUP BY n, day
+UNION ALL
+SELECT n, CASE WHEN next IS NOT NULL AND next < day + n THEN next ELSE day + n END AS stop,
+       -count(*)
+  FROM runs, lengths GROUP BY n, stop
+"""

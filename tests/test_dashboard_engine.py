@@ -1,0 +1,138 @@
+"""The dashboard's figures without a browser: trailing N-day actives (the DuckDB rollup query
+and the stores' default against a plain-Python oracle), the missing-data rule, the acceptance
+rate as a ratio of totals, the signed session cookie, and the CSV of a table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from datetime import date, timedelta
+from typing import Any
+
+from tally.engine.dashboard import Figures, missing_days
+from tally.service import Tally
+from tally.stores.base import EventStore, MemberSpan
+from tally.timeutil import day_end, day_start, to_micros
+from tally.web import session
+from tally.web.routes import to_csv
+from tests.conftest import Admin
+
+MEMBERS = ["m1", "m2", "m3", "m4", "m5"]
+
+
+def _events(seed: int) -> list[dict[str, Any]]:
+    """Random assistant and other events of five members over 40 Shanghai days."""
+    rng = random.Random(seed)
+    events = []
+    for n in range(160):
+        day = date(2026, 1, 20) + timedelta(days=rng.randrange(40))
+        kind = rng.choice(["completion", "chat", "code", "activity"])
+        fields: dict[str, Any] = {
+            "completion": {"ide": "vscode", "language": "go", "lines_suggested": 2,
+                           "accepted": False, "lines_accepted": 0},
+            "chat": {"ide": "vscode", "chat_type": "FREE_INPUT", "accepted": True},
+            "code": {"language": "go", "source": "chat", "lines_accepted": 1, "lines_changed": 1},
+            "activity": {},
+        }[kind]  # fmt: skip
+        hour = rng.choice(["00:10", "12:00", "23:50"])
+        events.append(
+            {
+                "id": f"e{n}",
+                "time": f"{day}T{hour}:00+08:00",
+                "type": kind,
+                "member": rng.choice(MEMBERS),
+                **fields,
+            }
+        )
+    return events
+
+
+def _oracle(events: list[dict[str, Any]], first: date, last: date, n: int) -> list[int]:
+    active: dict[date, set[str]] = {}
+    for e in events:
+        if e["type"] in ("completion", "chat", "code"):
+            active.setdefault(date.fromisoformat(e["time"][:10]), set()).add(e["member"])
+    out = []
+    day = first
+    while day <= last:
+        members: set[str] = set()
+        for k in range(n):
+            members |= active.get(day - timedelta(days=k), set())
+        out.append(len(members))
+        day += timedelta(days=1)
+    return out
+
+
+def test_trailing_actives_of_the_rollups_and_of_the_default_match_the_oracle(
+    tally: Tally, admin: Admin
+) -> None:
+    admin.org("org")
+    for member in MEMBERS:
+        admin.put(
+            f"org/members/{member}",
+            {"name": member, "email": f"{member}@x.example", "developer": True,
+             "departments": [], "created_at": "2025-01-01T00:00:00Z"},
+        )  # fmt: skip
+    events = _events(3)
+    assert admin.events("org", events)["rejected"] == []
+    first, last = date(2026, 2, 1), date(2026, 3, 5)
+    lengths = (1, 3, 7, 28)
+    start = first - timedelta(days=27)
+    tz = "Asia/Shanghai"
+    spans = [
+        MemberSpan(m, to_micros(day_start(start, tz)), to_micros(day_end(last, tz)))
+        for m in MEMBERS
+    ]
+    store = tally.event_store
+    fast = store.trailing_active_members("org", spans, first, last, lengths)
+    slow = EventStore.trailing_active_members(store, "org", spans, first, last, lengths)
+    for n in lengths:
+        want = _oracle(events, first, last, n)
+        assert fast[n] == want, n
+        assert slow[n] == want, n
+    assert max(fast[7]) > 1  # the fixture is not trivially empty
+
+
+def test_a_gap_is_flagged_only_inside_an_otherwise_busy_window() -> None:
+    days = [date(2026, 3, d) for d in range(1, 11)]
+    today = date(2026, 3, 10)  # still under way: never flagged
+    busy = [5, 4, 0, 6, 5, 5, 0, 4, 3, 0]
+    assert missing_days(days, busy, today) == {date(2026, 3, 3), date(2026, 3, 7)}
+    quiet = [0, 0, 0, 1, 0, 0, 0, 2, 0, 0]  # 2 of 9 past days with events: no gap
+    assert missing_days(days, quiet, today) == set()
+    half = [1, 0, 1, 0, 1, 0, 1, 0, 1, 0]  # 5 of 9: at least half
+    assert missing_days(days, half, today) == {date(2026, 3, d) for d in (2, 4, 6, 8)}
+
+
+def test_acceptance_rate_is_a_ratio_of_totals_not_a_mean_of_daily_rates() -> None:
+    day1 = Figures(suggested=1, accepted=1)
+    day2 = Figures(suggested=9, accepted=1)
+    assert (day1 + day2).acceptance_rate == 0.2  # 2 / 10; the mean of 1.0 and 0.11 is 0.56
+    assert Figures().acceptance_rate is None
+
+
+def test_session_cookie_is_signed_and_expires() -> None:
+    key = b"k" * 32
+    value = session.encode(key, session.Session("tly_secret", 1_000))
+    assert session.decode(key, value, 999) == session.Session("tly_secret", 1_000)
+    assert session.decode(key, value, 1_000) is None  # expired
+    assert session.decode(b"x" * 32, value, 0) is None  # another key
+    _, token, signature = value.split(".")
+    assert session.decode(key, f"2000.{token}.{signature}", 0) is None  # stretched expiry
+    assert session.decode(key, "garbage", 0) is None
+    assert "tly_secret" not in value  # not in clear (base64), though not secret from its holder
+
+
+def test_csv_follows_rfc_4180() -> None:
+    found = {
+        "columns": [{"kind": "link", "label": "Member"}, {"kind": "int", "label": "n"},
+                    {"kind": "spark", "label": "s"}, {"kind": "time", "label": "t"}],
+        "rows": [[{"text": 'Doe, "JD"', "href": "/ui/member?id=x"}, 3, [1, 2], None]],
+    }  # fmt: skip
+    text = to_csv(found)
+    assert text == 'Member,n,s,t\r\n"Doe, ""JD""",3,1 2,\r\n'
+    assert list(csv.reader(io.StringIO(text))) == [
+        ["Member", "n", "s", "t"],
+        ['Doe, "JD"', "3", "1 2", ""],
+    ]
