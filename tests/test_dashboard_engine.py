@@ -10,6 +10,10 @@ import random
 from datetime import date, timedelta
 from typing import Any
 
+from starlette.testclient import TestClient
+
+from tally.api.app import create_app
+from tally.demo import build_demo
 from tally.engine.dashboard import Figures, missing_days
 from tally.service import Tally
 from tally.stores.base import EventStore, MemberSpan
@@ -136,3 +140,20 @@ def test_csv_follows_rfc_4180() -> None:
         ["Member", "n", "s", "t"],
         ['Doe, "JD"', "3", "1 2", ""],
     ]
+
+
+def test_the_pages_show_the_demo_data(tally: Tally) -> None:
+    build_demo(tally, members=40, days=14)
+    tally.refresh_rollups()
+    token, _ = tally.access.create_token("acme", ["read"])
+    with TestClient(create_app(tally)) as client:
+        signed = client.post("/ui/signin", data={"token": token}, follow_redirects=False)
+        assert signed.status_code == 303
+        for view in ("overview", "departments", "environment", "apps"):
+            answer = client.get(f"/ui/api/{view}")
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["has_data"] is True, view
+            assert answer.json()["org"]["id"] == "acme"
+        page = client.get("/ui/")
+        assert page.status_code == 200
+        assert "Acme Corp" in page.text
