@@ -523,6 +523,18 @@ def test_environment_page_matches_the_environment_statistics_api(page: Page, env
     # a3 every day but the gap day, a1 and a2 on some: every member but a4 in March
     assert [number(r[1]) for r in months] == [3]
     assert number(card(page, "users")) == 4
+    spaces = env.api(
+        "/api/statistics/",
+        env.tokens["alpha"],
+        stats_type="workspaces",
+        start=FIRST,
+        end=LAST,
+        org_domain="alpha.example",
+    )["workspaces"]
+    (row,) = table_rows(page, "workspaces")
+    assert row[:3] == ["2026-03", "ws1", "Main"]
+    assert number(row[3]) == spaces["total_users"][-1]["ws1"] == 2
+    assert number(row[4]) == spaces["monthly_active_users"][0]["ws1"] == 1  # a1 on 03-04
     assert painted(page, "#charts figure:nth-of-type(1) canvas") > 200
     page.screenshot(path=env.shots / "environment.png", full_page=True)
     assert console.errors == []

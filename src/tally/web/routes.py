@@ -8,7 +8,7 @@ import csv
 import io
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -151,7 +151,7 @@ class Dashboard:
         return response
 
     # -- pages -------------------------------------------------------------------------------
-    def page(self, view: str) -> Any:
+    def page(self, view: str) -> Callable[[Request], Awaitable[Response]]:
         async def handler(request: Request) -> Response:
             token = await run_in_threadpool(self.token_of, request)
             if token is None:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from tally.engine.app_usage import AppUsageQuery, app_usage
 from tally.engine.dashboard import (
@@ -26,7 +27,7 @@ from tally.engine.environment_stats import (
 from tally.errors import BadRequest, NotFound
 from tally.model.directory import Directory
 from tally.service import Tally
-from tally.timeutil import format_instant, from_micros, local_day, parse_date
+from tally.timeutil import day_start, format_instant, from_micros, local_day, parse_date
 
 #: The default window: the last 28 days, today included.
 DEFAULT_DAYS = 28
@@ -122,8 +123,6 @@ def _link(text: str, path: str, ctx: Context, **params: str) -> dict[str, str]:
 
 
 def _quote(value: str) -> str:
-    from urllib.parse import quote
-
     return quote(value, safe="")
 
 
@@ -384,7 +383,8 @@ def environment(ctx: Context) -> dict[str, Any]:
         )
     ]
     names = {w.id: w.name for w in ctx.directory.workspaces.values()}
-    last_totals = workspaces.total[-1][1] if workspaces.total else []
+    # each month's last day in the window: the members the workspace had at its end
+    month_end = {(d.year, d.month): figures for d, figures in workspaces.total}
     workspace_rows = []
     for (month, active), (_, mean) in zip(
         workspaces.monthly_active, workspaces.daily_active_per_month, strict=True
@@ -395,7 +395,7 @@ def environment(ctx: Context) -> dict[str, Any]:
                     f"{month.year:04d}-{month.month:02d}",
                     key,
                     names.get(key, key),
-                    last_totals[i] if last_totals else 0,
+                    month_end[month.year, month.month][i],
                     active[i],
                     mean[i],
                 ]
@@ -443,7 +443,7 @@ def environment(ctx: Context) -> dict[str, Any]:
                     ("text", "Month"),
                     ("text", "Workspace"),
                     ("text", "Name"),
-                    ("int", f"Members on {last.isoformat()}"),
+                    ("int", "Members at the month's end (in the window)"),
                     ("int", "Monthly active users"),
                     ("int", "Mean daily active users"),
                 ],
@@ -454,8 +454,6 @@ def environment(ctx: Context) -> dict[str, Any]:
 
 
 def _midnight(ctx: Context, day: date) -> float:
-    from tally.timeutil import day_start
-
     return day_start(day, ctx.tz).timestamp()
 
 
