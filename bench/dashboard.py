@@ -73,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR)
     parser.add_argument("--out", type=Path, default=None, help="results JSON path")
+    parser.add_argument("--keep-db", action="store_true", help="keep the per-size Tally file")
+    parser.add_argument(
+        "--reuse-db", action="store_true", help="serve a kept file again (no import)"
+    )
     args = parser.parse_args(argv)
     plan = make_plan(args.seed, local_today() - timedelta(days=1))
     first = plan.start_day.isoformat()
@@ -83,19 +87,21 @@ def main(argv: list[str] | None = None) -> int:
         total = SIZES[name]
         generated = cached_events(plan, total, args.work_dir / "events")
         db = args.work_dir / f"dashboard-{name}.duckdb"
-        for stale in (db, Path(f"{db}.wal")):
-            stale.unlink(missing_ok=True)
-        copy_directory(template, db)
-        _log(f"{name}: tally import of {total:,} events")
-        imported = run_import(db, ORG_ID, generated.files, timeout=max(600.0, total / 5_000))
-        if imported.returncode != 0:
-            raise RuntimeError(f"tally import failed: {imported.output[-800:]}")
+        if not (args.reuse_db and db.exists()):
+            for stale in (db, Path(f"{db}.wal")):
+                stale.unlink(missing_ok=True)
+            copy_directory(template, db)
+            _log(f"{name}: tally import of {total:,} events")
+            imported = run_import(db, ORG_ID, generated.files, timeout=max(600.0, total / 5_000))
+            if imported.returncode != 0:
+                raise RuntimeError(f"tally import failed: {imported.output[-800:]}")
         token = create_token(db, ORG_ID, ("read",))
         with serving(db, args.work_dir / f"serve-dashboard-{name}.log") as server:
             _log(f"{name}: overview, {first} .. {last}")
             figures = time_overview(server.url, token, first, last, args.count)
         results["sizes"][name] = {"events": total, **figures}
-        db.unlink(missing_ok=True)
+        if not args.keep_db:
+            db.unlink(missing_ok=True)
         s, r = figures["server"], figures["request"]
         print(
             f"{name}: overview of {figures['days']} days: server p50 {s['p50_ms']:.0f} ms,"

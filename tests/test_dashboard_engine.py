@@ -7,9 +7,10 @@ from __future__ import annotations
 import csv
 import io
 import random
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import msgspec
 from starlette.testclient import TestClient
 
 from tally.api.app import create_app
@@ -32,13 +33,19 @@ def _events(seed: int) -> list[dict[str, Any]]:
     for n in range(160):
         day = date(2026, 1, 20) + timedelta(days=rng.randrange(40))
         kind = rng.choice(["completion", "chat", "code", "activity"])
+        accepted = rng.random() < 0.5
         fields: dict[str, Any] = {
-            "completion": {"ide": "vscode", "language": "go", "lines_suggested": 2,
-                           "accepted": False, "lines_accepted": 0},
+            "completion": {
+                "ide": "vscode",
+                "language": "go",
+                "lines_suggested": 2 + n % 3,
+                "accepted": accepted,
+                "lines_accepted": 1 if accepted else 0,
+            },
             "chat": {"ide": "vscode", "chat_type": "FREE_INPUT", "accepted": True},
             "code": {"language": "go", "source": "chat", "lines_accepted": 1, "lines_changed": 1},
             "activity": {},
-        }[kind]  # fmt: skip
+        }[kind]
         hour = rng.choice(["00:10", "12:00", "23:50"])
         events.append(
             {
@@ -96,6 +103,62 @@ def test_trailing_actives_of_the_rollups_and_of_the_default_match_the_oracle(
         assert fast[n] == want, n
         assert slow[n] == want, n
     assert max(fast[7]) > 1  # the fixture is not trivially empty
+    # Spans that cover part of the window (a member from 2026-02-10 14:30 on, another until
+    # 2026-02-03 00:00): the rollups' general reading, against the stores' default.
+    cut = [
+        MemberSpan("m1", to_micros(datetime(2026, 2, 10, 6, 30, tzinfo=UTC)), spans[0].to_us),
+        MemberSpan("m2", spans[1].from_us, to_micros(day_start(date(2026, 2, 3), tz))),
+        *spans[2:],
+    ]
+    fast = store.trailing_active_members("org", cut, first, last, lengths)
+    assert fast == EventStore.trailing_active_members(store, "org", cut, first, last, lengths)
+    assert fast != store.trailing_active_members("org", spans, first, last, lengths)
+    totals = store.assistant_day_totals("org", cut, first, last)
+    assert totals == EventStore.assistant_day_totals(store, "org", cut, first, last)
+
+
+def _day_oracle(events: list[dict[str, Any]], first: date, last: date) -> list[tuple[Any, ...]]:
+    days: dict[date, dict[str, Any]] = {}
+    for e in events:
+        day = date.fromisoformat(e["time"][:10])
+        if e["type"] not in ("completion", "chat", "code") or not first <= day <= last:
+            continue
+        row = days.setdefault(day, {"members": set(), "counts": [0, 0, 0, 0, 0]})
+        row["members"].add(e["member"])
+        counts = row["counts"]
+        if e["type"] == "chat":
+            counts[0] += 1
+        if e["type"] == "completion":
+            counts[1] += 1
+            counts[2] += 1 if e["accepted"] else 0
+            counts[3] += e["lines_suggested"]
+            counts[4] += e["lines_accepted"]
+    return [(d, len(days[d]["members"]), *days[d]["counts"]) for d in sorted(days)]
+
+
+def test_day_totals_of_the_rollups_equal_the_department_usage_sums(
+    tally: Tally, admin: Admin
+) -> None:
+    admin.org("org")
+    for member in MEMBERS:
+        admin.put(
+            f"org/members/{member}",
+            {"name": member, "email": f"{member}@x.example", "developer": True,
+             "departments": [], "created_at": "2025-01-01T00:00:00Z"},
+        )  # fmt: skip
+    events = _events(5)
+    assert admin.events("org", events)["rejected"] == []
+    first, last = date(2026, 1, 25), date(2026, 2, 20)
+    tz = "Asia/Shanghai"
+    whole = (to_micros(day_start(first, tz)), to_micros(day_end(last, tz)))
+    spans = [MemberSpan(m, *whole) for m in MEMBERS]
+    store = tally.event_store
+    fast = store.assistant_day_totals("org", spans, first, last)
+    slow = EventStore.assistant_day_totals(store, "org", spans, first, last)
+    want = _day_oracle(events, first, last)
+    assert [tuple(msgspec.structs.astuple(r)) for r in fast] == want
+    assert fast == slow
+    assert sum(r.accepted for r in fast) > 0
 
 
 def test_a_gap_is_flagged_only_inside_an_otherwise_busy_window() -> None:

@@ -96,7 +96,11 @@ def org_overview(
     store: EventStore, directory: Directory, first_day: date, last_day: date, today: date
 ) -> Overview:
     """Every day of the window: active developers (that day, the trailing 7 and 28 days), the
-    assistant's figures, and whether the day may be missing data (see :func:`missing_days`)."""
+    assistant's figures, and whether the day may be missing data (see :func:`missing_days`).
+
+    The whole organization: every member's events all the window long, as the per-member usage
+    API counts them without ``userId`` or ``departmentId``; the day totals are the department
+    usage API's totals (``EventStore.assistant_day_totals``)."""
     tz = directory.org.timezone
     window = len(days(first_day, last_day))
     lengths = sorted({*TRAILING_DAYS, window})
@@ -107,7 +111,7 @@ def org_overview(
     window_from = to_micros(day_start(first_day, tz))
     usage = {
         d.day: d
-        for d in store.assistant_usage(
+        for d in store.assistant_day_totals(
             directory.org.id,
             [MemberSpan(m, window_from, span_to) for m in members],
             first_day,
@@ -128,7 +132,15 @@ def org_overview(
                 active=found.active_developers if found else 0,
                 active_7d=trailing[7][i],
                 active_28d=trailing[28][i],
-                figures=figures_of(found.completion, found.chatting) if found else Figures(),
+                figures=Figures(
+                    found.chat_turns,
+                    found.suggested,
+                    found.accepted,
+                    found.lines_suggested,
+                    found.lines_accepted,
+                )
+                if found
+                else Figures(),
                 any_activity=any_counts[i],
                 possibly_missing=day in missing,
             )

@@ -226,6 +226,31 @@ class EventStore(ABC):
                 return
             after = (batch[-1].ts, batch[-1].id)
 
+    def assistant_day_totals(
+        self, org_id: str, spans: Sequence[MemberSpan], first_day: date, last_day: date
+    ) -> list[AssistantDayTotals]:
+        """The totals of :meth:`assistant_usage`'s days without their breakdowns: the same
+        events counted, per org day with at least one, ascending.
+
+        This default sums :meth:`assistant_usage`'s breakdowns (what the department usage API
+        answers); a store with rollups sums its member-day rows in place, without building the
+        breakdowns of every day.
+        """
+        out = []
+        for day in self.assistant_usage(org_id, spans, first_day, last_day):
+            out.append(
+                AssistantDayTotals(
+                    day=day.day,
+                    active_developers=day.active_developers,
+                    chat_turns=sum(c.turns for c in day.chatting),
+                    suggested=sum(c.count_suggested for c in day.completion),
+                    accepted=sum(c.count_accepted for c in day.completion),
+                    lines_suggested=sum(c.lines_suggested for c in day.completion),
+                    lines_accepted=sum(c.lines_accepted for c in day.completion),
+                )
+            )
+        return out
+
     def trailing_active_members(
         self,
         org_id: str,
@@ -410,6 +435,19 @@ class AssistantDay(msgspec.Struct, frozen=True, array_like=True):
     completion: tuple[CompletionUsage, ...]
     chatting: tuple[ChatUsage, ...]
     coding: tuple[CodingUsage, ...]
+
+
+class AssistantDayTotals(msgspec.Struct, frozen=True):
+    """A day's assistant totals: distinct members with a ``completion``, ``chat`` or ``code``
+    event, ``chat`` events, ``completion`` events, accepted ones, and their lines."""
+
+    day: date
+    active_developers: int
+    chat_turns: int
+    suggested: int
+    accepted: int
+    lines_suggested: int
+    lines_accepted: int
 
 
 # -- per-member usage: the records of ``Store.member_usage`` ------------------------------
