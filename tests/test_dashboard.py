@@ -84,7 +84,7 @@ def _event(n: int, member: str, time: str, kind: str, **fields: Any) -> dict[str
     return {"id": f"e{n}", "time": time + SH, "type": kind, "member": member, **fields}
 
 
-def _build(settings: Settings) -> dict[str, str]:
+def build_environment(settings: Settings) -> dict[str, str]:
     """The environment, through the real API in-process; answers the tokens."""
     tally = Tally(settings)
     tally.access.bootstrap_admin(settings.admin_token)
@@ -213,7 +213,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         apps_rate_limit_per_second=0,
         rollup_refresh_seconds=0,
     )
-    tokens = _build(settings)
+    tokens = build_environment(settings)
     server = ServerProcess(
         db,
         ADMIN,

@@ -17,11 +17,13 @@ from tally.api.app import create_app
 from tally.demo import build_demo
 from tally.engine.dashboard import Figures, missing_days
 from tally.service import Tally
+from tally.settings import Settings
 from tally.stores.base import EventStore, MemberSpan
 from tally.timeutil import day_end, day_start, to_micros
 from tally.web import session
 from tally.web.routes import to_csv
 from tests.conftest import Admin
+from tests.test_dashboard import FIRST, GAP, LAST, build_environment, oracle
 
 MEMBERS = ["m1", "m2", "m3", "m4", "m5"]
 
@@ -220,3 +222,58 @@ def test_the_pages_show_the_demo_data(tally: Tally) -> None:
         page = client.get("/ui/")
         assert page.status_code == 200
         assert "Acme Corp" in page.text
+
+
+def test_the_views_answer_the_hand_built_figures_in_process(settings: Settings) -> None:
+    """The JSON the pages draw, without a browser: the overview, the tree, the drill-down, one
+    member and the idle list over the browser tests' environment, against the same oracle."""
+    tokens = build_environment(settings)
+    with Tally(settings) as tally, TestClient(create_app(tally)) as client:
+        tally.access.bootstrap_admin(settings.admin_token)
+        client.post("/ui/signin", data={"token": tokens["alpha"]}, follow_redirects=False)
+        window = {"from": FIRST, "to": LAST}
+        overview = client.get("/ui/api/overview", params=window).json()
+        want = oracle()
+        days = overview["tables"]["days"]["rows"]
+        assert [r[1] for r in days] == want["active"]
+        assert [r[2] for r in days] == want["active_7d"]
+        assert [r[3] for r in days] == want["active_28d"]
+        assert overview["missing"] == [GAP.isoformat()]
+        totals = overview["totals"]
+        assert totals["suggested"] == want["suggested"]
+        assert totals["accepted"] == want["accepted"]
+        assert totals["acceptance_rate"] == want["accepted"] / want["suggested"]
+        assert totals["chat_turns"] == want["chat_turns"]
+        assert totals["lines_accepted"] == want["lines_accepted"]
+        assert totals["active_developers"] == want["developers"]
+        tree = client.get("/ui/api/departments", params=window).json()
+        rows = tree["tables"]["departments"]["rows"]
+        # (id, depth, members, suggested): a1 in eng, a2 in web (under eng), a3 and a4 in ops
+        assert [(r[1], r[2], r[3], r[7]) for r in rows] == [
+            ("alpha", 0, 4, 7),
+            ("alpha-eng", 1, 2, 7),
+            ("alpha-web", 2, 1, 2),
+            ("alpha-ops", 1, 2, 0),
+        ]
+        assert rows[3][6] == 2  # a3's two chats
+        eng = client.get("/ui/api/department", params={**window, "id": "alpha-eng"}).json()
+        members = eng["tables"]["members"]["rows"]
+        # (id, active days, suggested, accepted): a1 on 03-02, 03-05, 03-12; a2 on 03-03, 03-12
+        assert [(r[1], r[3], r[5], r[6]) for r in members] == [
+            ("a1", 3, 5, 3),
+            ("a2", 2, 2, 1),
+        ]
+        ann = client.get("/ui/api/member", params={**window, "id": "a1"}).json()
+        assert ann["totals"]["suggested"] == 5
+        assert ann["totals"]["acceptance_rate"] == 3 / 5
+        ides = ann["tables"]["ides"]["rows"]
+        assert [(r[0], r[1], r[2]) for r in ides] == [("jetbrains", 0, 1), ("vscode", 1, 4)]
+        languages = ann["tables"]["languages"]["rows"]
+        assert [(r[0], r[2], r[6]) for r in languages] == [("java", 4, 9), ("python", 1, 8)]
+        assert ann["member"]["last_active"] == "2026-03-12T09:00:00+08:00"
+        idle = client.get("/ui/api/inactive", params={"days": "3"}).json()
+        assert [r[1] for r in idle["tables"]["inactive"]["rows"]] == ["a1", "a4"]
+        idle = client.get("/ui/api/inactive", params={"days": "4"}).json()
+        assert [r[1] for r in idle["tables"]["inactive"]["rows"]] == ["a4"]
+        assert client.get("/ui/api/overview", params={"org": "beta"}).status_code == 403
+        assert client.get("/ui/api/overview", params={"from": LAST, "to": FIRST}).status_code == 400
