@@ -429,13 +429,25 @@ def test_departments_tree_matches_the_department_usage_api_and_drills_down(
 ) -> None:
     console = sign_in(page, env.tokens["alpha"])
     open_view(page, f"/ui/departments?{WINDOW}")
+    seen = {}
+    for row in table_rows(page, "departments"):
+        seen[row[1]] = row
+    assert list(seen) == ["alpha"]  # the roots
+    page.click('table[data-table="departments"] a:text-is("Alpha")')  # its sub-departments
+    page.wait_for_selector("body[data-ready]", state="attached")
+    assert page.inner_text("#trail") == "All departments › Alpha"
     rows = table_rows(page, "departments")
-    assert [r[1] for r in rows] == ["alpha", "alpha-eng", "alpha-web", "alpha-ops"]  # tree order
-    for row in rows:
+    assert [r[1] for r in rows] == ["alpha-eng", "alpha-ops"]
+    seen.update({r[1]: r for r in rows})
+    page.click('table[data-table="departments"] a:text-is("Engineering")')
+    page.wait_for_selector("body[data-ready]", state="attached")
+    seen.update({r[1]: r for r in table_rows(page, "departments")})
+    assert list(seen) == ["alpha", "alpha-eng", "alpha-ops", "alpha-web"]
+    for department, row in seen.items():
         api = env.api(
             "/oapi/v1/lingma/organizations/alpha/departmentUsage",
             env.tokens["alpha"],
-            departmentId=row[1],
+            departmentId=department,
             startTime=FIRST,
             endTime=LAST,
         )
@@ -443,22 +455,30 @@ def test_departments_tree_matches_the_department_usage_api_and_drills_down(
         assert number(row[7]) == sum(d["totalCountSuggestedCompletion"] for d in api)
         assert number(row[8]) == sum(d["totalCountAcceptedCompletion"] for d in api)
         assert number(row[4]) == max((d["activeDeveloper"] for d in api), default=0)
-    assert [number(r[3]) for r in rows] == [4, 2, 1, 2]  # members now in each subtree
+    # members now in each subtree
+    assert {d: number(r[3]) for d, r in seen.items()} == {
+        "alpha": 4,
+        "alpha-eng": 2,
+        "alpha-ops": 2,
+        "alpha-web": 1,
+    }
     assert painted(page, 'table[data-table="departments"] tbody tr:nth-child(1) canvas') > 20
-    # Sorting: by completions suggested, descending on the second click.
+    # Sorting, on Alpha's level: by completions suggested, descending on the second click.
+    page.click('#trail a:text-is("Alpha")')
+    page.wait_for_selector("body[data-ready]", state="attached")
     header = page.locator(
         'table[data-table="departments"] th button', has_text="Completions suggested"
     )
     header.click()
-    ascending = [number(r[7]) for r in table_rows(page, "departments")]
-    assert ascending == sorted(ascending)
+    assert [r[1] for r in table_rows(page, "departments")] == ["alpha-ops", "alpha-eng"]
     header.click()
-    descending = [number(r[7]) for r in table_rows(page, "departments")]
-    assert descending == sorted(ascending, reverse=True)
-    assert descending[0] > descending[-1]
+    assert [r[1] for r in table_rows(page, "departments")] == ["alpha-eng", "alpha-ops"]
+    assert page.get_attribute('th:has(button:text-is("Completions suggested"))', "aria-sort") == (
+        "descending"
+    )
     page.screenshot(path=env.shots / "departments.png", full_page=True)
-    # Drill-down: Engineering lists its subtree's members, then one member's page.
-    page.click('table[data-table="departments"] a:text-is("Engineering")')
+    # Drill-down: Engineering's members (its whole subtree), then one member's page.
+    page.click('table[data-table="departments"] tr:has-text("alpha-eng") a:text-is("members")')
     page.wait_for_selector("body[data-ready]", state="attached")
     members = table_rows(page, "members")
     assert [r[1] for r in members] == ["a1", "a2"]
@@ -590,6 +610,7 @@ def test_another_orgs_token_sees_nothing_of_it(page: Page, env: Env) -> None:
     assert answer.status == 404
     open_view(page, "/ui/departments")
     assert [r[1] for r in table_rows(page, "departments")] == ["beta"]
+    assert page.request.get("/ui/api/departments?parent=alpha").status == 404
     console.errors = [e for e in console.errors if "403" not in e]  # the refused page itself
     assert console.errors == []
 

@@ -246,16 +246,20 @@ def test_the_views_answer_the_hand_built_figures_in_process(settings: Settings) 
         assert totals["chat_turns"] == want["chat_turns"]
         assert totals["lines_accepted"] == want["lines_accepted"]
         assert totals["active_developers"] == want["developers"]
-        tree = client.get("/ui/api/departments", params=window).json()
-        rows = tree["tables"]["departments"]["rows"]
-        # (id, depth, members, suggested): a1 in eng, a2 in web (under eng), a3 and a4 in ops
-        assert [(r[1], r[2], r[3], r[7]) for r in rows] == [
-            ("alpha", 0, 4, 7),
-            ("alpha-eng", 1, 2, 7),
-            ("alpha-web", 2, 1, 2),
-            ("alpha-ops", 1, 2, 0),
-        ]
-        assert rows[3][6] == 2  # a3's two chats
+
+        def level(parent: str | None) -> list[tuple[Any, ...]]:
+            params = {**window, **({"parent": parent} if parent else {})}
+            rows = client.get("/ui/api/departments", params=params).json()
+            # (id, sub-departments, members, chat turns, suggested)
+            return [(r[1], r[2], r[3], r[6], r[7]) for r in rows["tables"]["departments"]["rows"]]
+
+        # a1 in eng, a2 in web (under eng), a3 and a4 in ops; a3 chatted twice
+        assert level(None) == [("alpha", 2, 4, 3, 7)]
+        assert level("alpha") == [("alpha-eng", 1, 2, 1, 7), ("alpha-ops", 0, 2, 2, 0)]
+        assert level("alpha-eng") == [("alpha-web", 0, 1, 0, 2)]
+        assert level("alpha-web") == []
+        unknown = client.get("/ui/api/departments", params={"parent": "nope"})
+        assert unknown.status_code == 404
         eng = client.get("/ui/api/department", params={**window, "id": "alpha-eng"}).json()
         members = eng["tables"]["members"]["rows"]
         # (id, active days, suggested, accepted): a1 on 03-02, 03-05, 03-12; a2 on 03-03, 03-12

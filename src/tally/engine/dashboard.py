@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 
 from tally.engine.department_usage import DepartmentUsageQuery, department_usage
 from tally.engine.member_usage import MemberUsageQuery, list_members, member_usage
+from tally.errors import NotFound
 from tally.model.directory import Directory
 from tally.stores.base import (
     ChatUsage,
@@ -170,7 +171,8 @@ class DepartmentFigures:
     id: str
     name: str
     parent: str | None
-    depth: int
+    #: Direct sub-departments.
+    children: int
     #: Members whose current version is in the subtree.
     members: int
     #: Daily active developers on each day of the window (the sparkline), subtree included.
@@ -179,16 +181,32 @@ class DepartmentFigures:
 
 
 def department_tree(
-    store: EventStore, directory: Directory, first_day: date, last_day: date, now: datetime
+    store: EventStore,
+    directory: Directory,
+    first_day: date,
+    last_day: date,
+    now: datetime,
+    parent: str | None = None,
 ) -> list[DepartmentFigures]:
-    """Every department in tree order (parents before children, siblings by id), each with
-    the department usage of its subtree over the window (the Lingma API's function)."""
+    """One level of the tree: the children of ``parent`` (``None``: the roots) by id, each with
+    the department usage of its whole subtree over the window (the department usage API's
+    function). One level at a time: a page over a 500-department tree would otherwise run 500
+    subtree queries. ``NotFound`` for an unknown ``parent``."""
+    if parent is not None and parent not in directory.departments:
+        raise NotFound(f'department "{parent}" does not exist')
     window = days(first_day, last_day)
     children = directory.children()
-    current = {m.id: set(m.version_at(now).departments) for m in directory.members.values()}
+    current = [set(m.version_at(now).departments) for m in directory.members.values()]
+    if parent is None:
+        level = sorted(
+            d.id
+            for d in directory.departments.values()
+            if d.parent is None or d.parent not in directory.departments
+        )
+    else:
+        level = sorted(children.get(parent, []))
     out: list[DepartmentFigures] = []
-
-    def visit(department_id: str, depth: int) -> None:
+    for department_id in level:
         department = directory.departments[department_id]
         page = department_usage(
             store,
@@ -212,24 +230,14 @@ def department_tree(
                 id=department_id,
                 name=department.name,
                 parent=department.parent,
-                depth=depth,
-                members=sum(1 for ds in current.values() if not subtree.isdisjoint(ds)),
+                children=len(children.get(department_id, [])),
+                members=sum(1 for ds in current if not subtree.isdisjoint(ds)),
                 daily_active=[
                     by_day[d].usage.active_developers if d in by_day else 0 for d in window
                 ],
                 figures=figures,
             )
         )
-        for child in sorted(children.get(department_id, [])):
-            visit(child, depth + 1)
-
-    roots = sorted(
-        d.id
-        for d in directory.departments.values()
-        if d.parent is None or d.parent not in directory.departments
-    )
-    for root in roots:
-        visit(root, 0)
     return out
 
 

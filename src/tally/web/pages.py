@@ -118,7 +118,7 @@ def _org_control(org: Organization, orgs: Sequence[Organization], *, admin: bool
 def _controls(kind: str, params: Mapping[str, str]) -> str:
     hidden = "".join(
         f'<input type="hidden" name="{name}" value="{escape(params[name])}">'
-        for name in ("id",)
+        for name in ("id", "parent")
         if params.get(name)
     )
     if kind == "window":

@@ -177,35 +177,52 @@ def overview(ctx: Context) -> dict[str, Any]:
 
 
 def departments(ctx: Context) -> dict[str, Any]:
+    """One level of the department tree: the roots, or the children of ``parent``."""
     first, last = ctx.window()
-    tree = department_tree(ctx.tally.event_store, ctx.directory, first, last, ctx.now)
+    parent = ctx.params.get("parent") or None
+    tree = department_tree(
+        ctx.tally.event_store, ctx.directory, first, last, ctx.now, parent=parent
+    )
     rows = [
         [
-            _link(d.name, "department", ctx, id=d.id),
+            _link(d.name, "departments", ctx, parent=d.id)
+            if d.children
+            else {"text": d.name, "href": ""},
             d.id,
-            d.depth,
+            d.children,
             d.members,
             max(d.daily_active, default=0),
             d.daily_active,
             *figure_cells(d.figures),
+            _link("members", "department", ctx, id=d.id),
         ]
         for d in tree
     ]
+    trail = []
+    if parent is not None:
+        chain = [parent, *ctx.directory.ancestors(parent)]
+        trail = [
+            {**_link(ctx.directory.departments[d].name, "departments", ctx, parent=d), "id": d}
+            for d in reversed(chain)
+        ]
     return {
         **ctx.head(),
         "from": first.isoformat(),
         "to": last.isoformat(),
+        "parent": parent,
+        "trail": [_link("All departments", "departments", ctx), *trail],
         "has_data": any(any(d.daily_active) for d in tree),
         "tables": {
             "departments": table(
                 [
                     ("link", "Department"),
                     ("text", "Id"),
-                    ("int", "Depth"),
+                    ("int", "Sub-departments"),
                     ("int", "Members"),
                     ("int", "Peak daily actives"),
                     ("spark", "Daily active developers"),
                     *FIGURE_COLUMNS,
+                    ("link", "Members"),
                 ],
                 rows,
             )

@@ -186,7 +186,7 @@
         row.forEach(function (v, i) {
           var kind = spec.columns[i].kind;
           var td = el("td", { "data-kind": kind });
-          if (kind === "link") td.append(el("a", { href: v.href, text: v.text }));
+          if (kind === "link") td.append(v.href ? el("a", { href: v.href, text: v.text }) : v.text);
           else if (kind === "spark") sparkline(td, v);
           else td.textContent = fmtCell(kind, v);
           if (kind === "text" && v === "possibly missing") tr.className = "missing";
@@ -279,8 +279,15 @@
     },
     departments: function (d) {
       content.append(el("p", { class: "window", id: "window", text: windowLine(d) }));
+      var trail = el("nav", { class: "trail", id: "trail", "aria-label": "Department path" });
+      d.trail.forEach(function (step, i) {
+        if (i) trail.append(" › ");
+        trail.append(i === d.trail.length - 1 ? el("span", { text: step.text }) : el("a", { href: step.href, text: step.text }));
+      });
+      content.append(trail);
       noData(d);
-      dataTable(section("Department tree (each with its sub-departments)"), "departments", d.tables.departments);
+      var title = d.parent ? "Sub-departments (each with its own sub-departments)" : "Top-level departments (each with its sub-departments)";
+      dataTable(section(title), "departments", d.tables.departments);
     },
     department: function (d) {
       document.getElementById("title").textContent = "Department " + d.department.name;
