@@ -281,3 +281,38 @@ def test_the_views_answer_the_hand_built_figures_in_process(settings: Settings) 
         assert [r[1] for r in idle["tables"]["inactive"]["rows"]] == ["a4"]
         assert client.get("/ui/api/overview", params={"org": "beta"}).status_code == 403
         assert client.get("/ui/api/overview", params={"from": LAST, "to": FIRST}).status_code == 400
+
+
+def test_sign_in_refuses_another_origin_and_marks_the_cookie_secure_over_https(
+    tally: Tally,
+) -> None:
+    build_demo(tally, members=20, days=3)
+    token, _ = tally.access.create_token("acme", ["read"])
+    app = create_app(tally)
+    with TestClient(app, base_url="https://tally.example") as client:
+        refused = client.post(
+            "/ui/signin",
+            data={"token": token},
+            headers={"origin": "https://evil.example"},
+            follow_redirects=False,
+        )
+        assert refused.status_code == 403
+        assert "set-cookie" not in refused.headers
+        signed = client.post(
+            "/ui/signin",
+            data={"token": token},
+            headers={"origin": "https://tally.example"},
+            follow_redirects=False,
+        )
+        assert signed.status_code == 303
+        cookie = signed.headers["set-cookie"].lower()
+        for flag in ("httponly", "samesite=strict", "secure", "path=/ui", "max-age=28800"):
+            assert flag in cookie
+        kept = client.post(
+            "/ui/signout", headers={"origin": "https://evil.example"}, follow_redirects=False
+        )
+        assert kept.status_code == 403
+        assert client.get("/ui/api/overview").status_code == 200  # still signed in
+    with TestClient(app, base_url="http://tally.example") as plain:
+        signed = plain.post("/ui/signin", data={"token": token}, follow_redirects=False)
+        assert "secure" not in signed.headers["set-cookie"].lower()
