@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System packages the test suite needs beyond Python: the servers the scale-out tests start
-# (PostgreSQL 15, ClickHouse) and libfaketime for the date tests. Quick when already installed.
+# (PostgreSQL 15, ClickHouse), libfaketime for the date tests and Chromium for the dashboard's
+# browser tests. Quick when already installed.
 set -euo pipefail
 
 missing=()
@@ -8,6 +9,8 @@ missing=()
 command -v clickhouse-server >/dev/null 2>&1 || missing+=(clickhouse-server)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql)
 command -v faketime >/dev/null 2>&1 || missing+=(faketime)
+# Debian's Chromium for the dashboard's browser tests (Playwright cannot fetch its own here)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0

@@ -33,7 +33,7 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
     ) -> None:
         """Serve ``db``, or the stores ``args`` name (e.g. ``--directory``, ``--events``);
-        ``env``: more ``TALLY_*`` settings."""
+        ``env``: more environment variables (e.g. ``TALLY_NOW``)."""
         self.db = db
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"

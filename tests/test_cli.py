@@ -191,6 +191,7 @@ def test_demo_builds_the_promised_shape(tmp_path: Path, now: str) -> None:
     assert result.exit_code == 0, result.output
     assert "read token: tly_" in result.stdout
     assert "curl -s -H 'Authorization: Bearer tly_" in result.stdout
+    assert "Dashboard: http://127.0.0.1:8000/ui/" in result.stdout
     with duckdb.connect(str(db), read_only=True) as raw:
         orgs = raw.execute("SELECT id, timezone FROM orgs ORDER BY id").fetchall()
         members = raw.execute("SELECT count(*) FROM members").fetchone()

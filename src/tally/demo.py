@@ -269,6 +269,7 @@ def demo_instructions(tally: Tally) -> str:
     settings = tally.settings
     base = f"http://{settings.host}:{settings.port}"
     lines = [f"Demo URL: {base}  (API docs: {base}/docs)"]
+    lines.append(f"Dashboard: {base}/ui/  (sign in with a read token below)")
     for spec in ORGS:
         if tally.directory.get(spec.id) is None:
             continue

@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tally.api.apps import AppsAPI
@@ -25,6 +25,7 @@ from tally.api.tally import TallyAPI
 from tally.engine.refresh import IdleCheckpointer, Refresher
 from tally.metrics import observability
 from tally.service import Tally, settle_heap
+from tally.web.routes import ui_routes
 
 #: The API families, in routing order. A new vendor API is one module plus one entry here.
 FACADES: list[type[Facade]] = [TallyAPI, LingmaAPI, PlatformAPI, EnvironmentAPI, AppsAPI]
@@ -90,13 +91,14 @@ def create_app(
     async def docs(request: Request) -> Response:
         return HTMLResponse(page)
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
     ]
     for facade in instances:
         routes.extend(facade.routes())
+    routes.extend(ui_routes(tally))  # the dashboard, /ui/
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -5,6 +5,7 @@ Tokens are looked up by the hash of the presented secret; the final comparison i
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from datetime import datetime, timedelta
 
@@ -104,6 +105,15 @@ class AccessService:
         self._store.revoke_token(token_id, self._clock())
         self.reload()
         return next(t for t in self.tokens_of(org_id) if t.id == token_id)
+
+    def session_key(self) -> bytes:
+        """The key that signs the dashboard's session cookies: derived from the environment
+        admin tokens' hashes, so every worker sharing the directory store (or started with the
+        same ``TALLY_ADMIN_TOKEN``) derives the same key, and nothing new is stored."""
+        admins = sorted(
+            t.hash for t in self._by_hash.values() if t.org is None and t.revoked_at is None
+        )
+        return hashlib.sha256(("tally-dashboard-session:" + "|".join(admins)).encode()).digest()
 
     # -- checking --------------------------------------------------------------------------
     def authenticate(self, secret: str | None) -> TokenRecord:

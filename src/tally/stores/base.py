@@ -252,6 +252,66 @@ class EventStore(ABC):
                 return
             after = (batch[-1].ts, batch[-1].id)
 
+    def assistant_day_totals(
+        self, org_id: str, spans: Sequence[MemberSpan], first_day: date, last_day: date
+    ) -> list[AssistantDayTotals]:
+        """The totals of :meth:`assistant_usage`'s days without their breakdowns: the same
+        events counted, per org day with at least one, ascending.
+
+        This default sums :meth:`assistant_usage`'s breakdowns (what the department usage API
+        answers); a store with rollups sums its member-day rows in place, without building the
+        breakdowns of every day.
+        """
+        out = []
+        for day in self.assistant_usage(org_id, spans, first_day, last_day):
+            out.append(
+                AssistantDayTotals(
+                    day=day.day,
+                    active_developers=day.active_developers,
+                    chat_turns=sum(c.turns for c in day.chatting),
+                    suggested=sum(c.count_suggested for c in day.completion),
+                    accepted=sum(c.count_accepted for c in day.completion),
+                    lines_suggested=sum(c.lines_suggested for c in day.completion),
+                    lines_accepted=sum(c.lines_accepted for c in day.completion),
+                )
+            )
+        return out
+
+    def trailing_active_members(
+        self,
+        org_id: str,
+        spans: Sequence[MemberSpan],
+        first_day: date,
+        last_day: date,
+        lengths: Sequence[int],
+    ) -> dict[int, list[int]]:
+        """For each ``n`` of ``lengths`` and each org day ``d`` of ``first_day .. last_day``:
+        the distinct members with a ``completion``, ``chat`` or ``code`` event inside one of
+        their spans on the ``n`` org days ending with ``d`` (one count per day, in order).
+
+        The spans must cover the days from ``first_day - (max(lengths) - 1)`` on. This default
+        is built on :meth:`member_usage` (every member-day of the window, in Python); a store
+        with per-member rollups counts in place.
+        """
+        longest = max(lengths)
+        start = first_day - timedelta(days=longest - 1)
+        found = self.member_usage(org_id, spans, start, last_day)
+        active: dict[date, set[str]] = defaultdict(set)
+        for row in found.days:
+            active[row.day].add(row.member)
+        span = (last_day - first_day).days + 1
+        answer: dict[int, list[int]] = {}
+        for n in lengths:
+            counts = []
+            for i in range(span):
+                end = first_day + timedelta(days=i)
+                members: set[str] = set()
+                for k in range(n):
+                    members |= active.get(end - timedelta(days=k), set())
+                counts.append(len(members))
+            answer[n] = counts
+        return answer
+
     def latest_event_times(self, org_id: str) -> dict[str, int]:
         """Each member's latest event of any type (epoch µs); members without events absent.
 
@@ -429,6 +489,19 @@ class AssistantDay(msgspec.Struct, frozen=True, array_like=True):
     completion: tuple[CompletionUsage, ...]
     chatting: tuple[ChatUsage, ...]
     coding: tuple[CodingUsage, ...]
+
+
+class AssistantDayTotals(msgspec.Struct, frozen=True):
+    """A day's assistant totals: distinct members with a ``completion``, ``chat`` or ``code``
+    event, ``chat`` events, ``completion`` events, accepted ones, and their lines."""
+
+    day: date
+    active_developers: int
+    chat_turns: int
+    suggested: int
+    accepted: int
+    lines_suggested: int
+    lines_accepted: int
 
 
 # -- per-member usage: the records of ``Store.member_usage`` ------------------------------

@@ -14,7 +14,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from tally.stores.base import (
     AppendResult,
     AppTotals,
     AssistantDay,
+    AssistantDayTotals,
     ChatUsage,
     CodingUsage,
     CompletionUsage,
@@ -797,6 +798,85 @@ class DuckDBStore(Store):
                 },
             ).fetchall()
         return {(day, member): ts for day, member, ts in rows}
+
+    def assistant_day_totals(
+        self, org_id: str, spans: Sequence[MemberSpan], first_day: date, last_day: date
+    ) -> list[AssistantDayTotals]:
+        if not self.rollups or not spans:
+            return super().assistant_day_totals(org_id, spans, first_day, last_day)
+        params: dict[str, Any] = {"org": org_id, "first": first_day, "last": last_day, "days": None}
+        with self._member_day_rows(org_id, spans, first_day, last_day) as (cursor, rows):
+            found = cursor.execute(rollups.day_totals_sql(rows), params).fetchall()
+        return [
+            AssistantDayTotals(day, int(a), int(c), int(s), int(acc), int(ls), int(la))
+            for day, a, c, s, acc, ls, la in found
+        ]
+
+    def trailing_active_members(
+        self,
+        org_id: str,
+        spans: Sequence[MemberSpan],
+        first_day: date,
+        last_day: date,
+        lengths: Sequence[int],
+    ) -> dict[int, list[int]]:
+        """From the member-day rollups: the deltas of each window length by day (see
+        ``rollups.trailing_active_sql``), summed in order here."""
+        if not self.rollups or not spans:
+            return super().trailing_active_members(org_id, spans, first_day, last_day, lengths)
+        start = first_day - timedelta(days=max(lengths) - 1)
+        params: dict[str, Any] = {
+            "org": org_id,
+            "first": start,
+            "last": last_day,
+            "days": None,
+            "lengths": list(lengths),
+        }
+        with self._member_day_rows(org_id, spans, start, last_day) as (cursor, rows):
+            found = cursor.execute(rollups.trailing_active_sql(rows), params).fetchall()
+        deltas: dict[int, dict[date, int]] = {n: defaultdict(int) for n in lengths}
+        for n, day, delta in found:
+            deltas[n][day] += delta
+        span = (last_day - start).days + 1
+        skip = (first_day - start).days
+        answer: dict[int, list[int]] = {}
+        for n in lengths:
+            running, counts = 0, []
+            for i in range(span):
+                running += deltas[n].get(start + timedelta(days=i), 0)
+                if i >= skip:
+                    counts.append(running)
+            answer[n] = counts
+        return answer
+
+    @contextmanager
+    def _member_day_rows(
+        self, org_id: str, spans: Sequence[MemberSpan], first_day: date, last_day: date
+    ) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
+        """A cursor and the SQL of the assistant's member-day rows of ``spans`` on these days:
+        when every span covers every day (the whole organization), a plain filter on the
+        members; otherwise the rollups' whole-day and partial-span reading."""
+        cursor = self._cursor()
+        org = self.get_org(org_id)
+        assert org is not None
+        whole, partial = rollups.split_spans(spans, org.timezone, first_day, last_day)
+        covers = partial.num_rows == 0 and bool(
+            pc.all(
+                pc.and_(
+                    pc.equal(whole["first_day"], pa.scalar(first_day, pa.date32())),
+                    pc.equal(whole["last_day"], pa.scalar(last_day, pa.date32())),
+                )
+            ).as_py()
+        )
+        if covers:
+            with _registered(cursor, "span_members", whole.select(["member"])):
+                yield cursor, rollups.WHOLE_MEMBERS_ROWS_SQL
+            return
+        with (
+            _registered(cursor, "whole_days", whole),
+            _registered(cursor, "partial_spans", partial),
+        ):
+            yield cursor, rollups.span_rows_sql(rollups.ASSISTANT_KINDS)
 
     def latest_event_times(self, org_id: str) -> dict[str, int]:
         if not self.rollups:

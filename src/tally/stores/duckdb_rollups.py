@@ -546,3 +546,48 @@ SELECT e.member, max(e.ts)
  WHERE e.org = $org AND e.day >= (SELECT min(day) FROM last_day)
  GROUP BY e.member
 """
+
+#: The assistant's member-day rows of the members of ``span_members`` on the days ``$first ..
+#: $last``: what ``span_rows_sql(ASSISTANT_KINDS)`` reads when every span covers every day
+#: (the whole organization, the dashboard's overview), without its range join.
+WHOLE_MEMBERS_ROWS_SQL = """
+SELECT day, member, kind, k1, k2, n, n_accepted, s1, s2, s3 FROM member_day
+ WHERE org = $org AND day BETWEEN $first AND $last AND kind IN ('completion', 'chat', 'code')
+   AND member IN (SELECT member FROM span_members)
+   AND ($days IS NULL OR list_contains($days, day))
+"""
+
+
+def trailing_active_sql(rows: str) -> str:
+    """Distinct active members over trailing windows, as day deltas, from the member-day
+    ``rows``: each active (day, member) covers the days ``day .. day + n - 1``, cut where the
+    member's next active day begins, so the pieces of one member never overlap; ``+1`` where a
+    piece starts, ``-1`` where it ends. A running sum of the deltas by day is the count
+    (``$lengths`` the window lengths)."""
+    return f"""
+WITH pairs AS MATERIALIZED (SELECT DISTINCT day, member FROM ({rows})),
+runs AS MATERIALIZED (
+    SELECT day, lead(day) OVER (PARTITION BY member ORDER BY day) AS next FROM pairs
+),
+lengths AS (SELECT unnest($lengths::INTEGER[]) AS n)
+SELECT n, day, count(*) FROM runs, lengths GROUP BY n, day
+UNION ALL
+SELECT n, CASE WHEN next IS NOT NULL AND next < day + n THEN next ELSE day + n END AS stop,
+       -count(*)
+  FROM runs, lengths GROUP BY n, stop
+"""
+
+
+def day_totals_sql(rows: str) -> str:
+    """The assistant's totals per day (no breakdowns) of the member-day ``rows``: distinct
+    members, then the sums (see the kinds' meanings above)."""
+    return f"""
+SELECT day, count(DISTINCT member),
+       coalesce(sum(n) FILTER (WHERE kind = 'chat'), 0),
+       coalesce(sum(n) FILTER (WHERE kind = 'completion'), 0),
+       coalesce(sum(n_accepted) FILTER (WHERE kind = 'completion'), 0),
+       coalesce(sum(s1) FILTER (WHERE kind = 'completion'), 0),
+       coalesce(sum(s2) FILTER (WHERE kind = 'completion'), 0)
+  FROM ({rows})
+ GROUP BY day ORDER BY day
+"""
