@@ -112,3 +112,16 @@ def test_one_scale_out_store_without_the_other_is_refused(tmp_path: Path) -> Non
 
     with pytest.raises(BadRequest, match="set both --directory"):
         Tally(Settings(db_path=tmp_path / "t.duckdb", directory_url="postgresql://p@h/db"))
+
+
+def test_a_pinned_now_leaves_the_rate_limit_on_the_real_clock() -> None:
+    """TALLY_NOW fixes the calendar; the app usage rate limit still sees time pass (with a
+    frozen clock a key would be refused for ever after its first call)."""
+    from tally.settings import system_clock
+
+    pinned = Settings.from_env({"TALLY_NOW": "2026-03-15T04:00:00Z"})
+    assert pinned.clock().isoformat() == "2026-03-15T04:00:00+00:00"
+    assert pinned.rate_limit_clock is system_clock
+    assert Settings.from_env({}).rate_limit_clock is None  # the limit follows ``clock``
+    assert "TALLY_RATE_LIMIT_CLOCK" not in pinned.environment()
+    assert Settings.from_env({"TALLY_RATE_LIMIT_CLOCK": "x"}).rate_limit_clock is None

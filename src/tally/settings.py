@@ -122,6 +122,13 @@ class Settings:
     access_log: str = "off"
     #: The source of "now"; tests pin it (``TALLY_NOW``: one fixed RFC 3339 instant).
     clock: Clock = system_clock
+    #: What the app usage rate limit measures intervals with (``None``: ``clock``). A pinned
+    #: ``TALLY_NOW`` fixes the calendar, not the passage of time: with it the limit keeps the
+    #: real clock, else a key would be refused for ever after its first call.
+    rate_limit_clock: Clock | None = None
+
+    #: Fields that are code, never read from the environment nor passed on to workers.
+    CODE_FIELDS = ("clock", "rate_limit_clock")
 
     ENV_PREFIX = "TALLY_"
 
@@ -145,7 +152,7 @@ class Settings:
         the clock is not carried over."""
         values: dict[str, str] = {}
         for field in dataclasses.fields(self):
-            if field.name == "clock":
+            if field.name in self.CODE_FIELDS:
                 continue
             value = getattr(self, field.name)
             if isinstance(value, bool):
@@ -161,8 +168,9 @@ class Settings:
         pinned = env.get(cls.ENV_PREFIX + "NOW")
         if pinned:
             values["clock"] = fixed_clock(_instant(pinned))
+            values["rate_limit_clock"] = system_clock
         for field in dataclasses.fields(cls):
-            if field.name == "clock":
+            if field.name in cls.CODE_FIELDS:
                 continue
             raw = env.get(cls.ENV_PREFIX + field.name.upper())
             if raw is not None and raw != "":

@@ -94,8 +94,11 @@ class AppsAPI(Facade):
 
     def __init__(self, tally: Tally) -> None:
         super().__init__(tally)
+        settings = tally.settings
         self.limiter = RateLimiter(
-            tally.settings.apps_rate_limit_per_second, tally.settings.clock, tally.rate_limit_state
+            settings.apps_rate_limit_per_second,
+            settings.rate_limit_clock or settings.clock,
+            tally.rate_limit_state,
         )
 
     # -- errors ----------------------------------------------------------------------------
