@@ -4,7 +4,7 @@ every acknowledged event is stored exactly once (issue 19).
     PYTHONPATH=src .venv/bin/python bench/crash.py --trials 10
 
 One DuckDB file (``--db``, default a temp file) for the whole run; ``tally serve`` on a free
-loopback port with ``TALLY_NOW`` pinned and the default idle checkpoint (60 s: within a trial
+loopback port (the machine's clock) and the default idle checkpoint (60 s: within a trial
 the write-ahead log is never folded, so each restart replays it). A directory is seeded once.
 Each trial:
 

@@ -31,8 +31,6 @@ ADMIN_TOKEN = "probe-admin-token-not-secret"
 ORG = "soak"
 DOMAIN = "soak.example"
 TIMEZONE = "Asia/Shanghai"
-#: The server's pinned "now" (``TALLY_NOW``): event times and query windows are fixed by it.
-NOW = datetime(2026, 6, 15, 4, 0, tzinfo=UTC)
 WINDOW_DAYS = 30
 IDES = ("vscode", "intellij", "pycharm")
 LANGUAGES = ("python", "java", "go", "typescript")
@@ -61,6 +59,9 @@ class Serve:
     db: Path
     log: Path
     env: Mapping[str, str] = field(default_factory=dict)
+    #: Pin the server's clock at this instant (``TALLY_NOW``); ``None``: the machine's clock.
+    #: (A pinned clock also stops the app usage rate limiter's: a key then gets one call.)
+    pin_now: datetime | None = None
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     #: Seconds from spawning the process to the first 200 of ``/healthz``.
@@ -79,12 +80,11 @@ class Serve:
         """Spawn the server (a new free port each time) and wait for ``/healthz``; returns the
         start time in seconds. Raises when it exits or does not answer within ``timeout``."""
         self.port = free_port()
-        environment = {
-            **os.environ,
-            "TALLY_ADMIN_TOKEN": ADMIN_TOKEN,
-            "TALLY_NOW": NOW.isoformat(),
-            **self.env,
-        }
+        environment = {**os.environ, "TALLY_ADMIN_TOKEN": ADMIN_TOKEN}
+        environment.pop("TALLY_NOW", None)
+        if self.pin_now is not None:
+            environment["TALLY_NOW"] = self.pin_now.isoformat()
+        environment.update(self.env)
         command = [sys.executable, "-m", "tally", "serve", "--db", str(self.db)]
         command += ["--host", "127.0.0.1", "--port", str(self.port)]
         with self.log.open("ab") as out:
@@ -132,19 +132,25 @@ def admin_headers() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Directory:
-    """What :func:`seed` created: ids the events and queries name."""
+    """What :func:`seed` created: ids the events and queries name, and the instant the
+    event window ends at (events lie in the ``WINDOW_DAYS`` days before it)."""
 
+    now: datetime
     departments: tuple[str, ...]
     members: tuple[str, ...]
     workspaces: tuple[str, ...]
     apps: tuple[str, ...]
 
 
-def seed(url: str, members: int = 60, workspaces: int = 6, apps: int = 24) -> Directory:
+def seed(
+    url: str, now: datetime | None = None, members: int = 60, workspaces: int = 6, apps: int = 24
+) -> Directory:
     """An org (``soak``), a department tree (root, 4 children, 2 grandchildren each),
     ``members`` developers spread over the leaves, ``workspaces`` workspaces holding them, and
-    ``apps`` apps, all created before the event window, through Tally's own API."""
-    created = (NOW - timedelta(days=WINDOW_DAYS + 30)).isoformat()
+    ``apps`` apps, all created before the event window (which ends at ``now``, by default the
+    machine's time), through Tally's own API."""
+    now = now or datetime.now(UTC).replace(microsecond=0)
+    created = (now - timedelta(days=WINDOW_DAYS + 30)).isoformat()
     api = f"{url}/api/v1/orgs/{ORG}"
     departments = ["root"]
     with httpx.Client(headers=admin_headers(), timeout=60.0) as http:
@@ -191,7 +197,9 @@ def seed(url: str, members: int = 60, workspaces: int = 6, apps: int = 24) -> Di
         for i, app in enumerate(app_ids):
             creator = member_ids[i % len(member_ids)]
             put(f"/apps/{app}", {"name": f"App {i}", "creator": creator, "created_at": created})
-    return Directory(tuple(departments), tuple(member_ids), tuple(workspace_ids), tuple(app_ids))
+    return Directory(
+        now, tuple(departments), tuple(member_ids), tuple(workspace_ids), tuple(app_ids)
+    )
 
 
 def create_token(url: str, scopes: tuple[str, ...]) -> str:
@@ -209,7 +217,7 @@ def event(directory: Directory, event_id: str, n: int) -> dict[str, Any]:
     """A valid event with id ``event_id``; ``n`` (any int) picks its member, type, time."""
     member = directory.members[n % len(directory.members)]
     seconds = (n * 7919) % (WINDOW_DAYS * 86_400)
-    when = (NOW - timedelta(days=WINDOW_DAYS) + timedelta(seconds=seconds)).isoformat()
+    when = (directory.now - timedelta(days=WINDOW_DAYS) + timedelta(seconds=seconds)).isoformat()
     base: dict[str, Any] = {"id": event_id, "time": when, "member": member}
     kind = n % 10
     if kind < 5:
