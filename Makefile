@@ -48,6 +48,13 @@ bench: install-dev
 	bash scripts/bench-deps.sh
 	$(BIN)/python bench/run.py $(ARGS)
 
+## Reliability probes (not part of `make test`; short versions are, in tests/test_soak.py):
+## 20 clients x 60 s of mixed load, then 10 kill -9 trials; each checks every acknowledged event.
+.PHONY: soak
+soak: install-dev
+	$(BIN)/python bench/soak.py --clients 20 --seconds 60 $(SOAK_ARGS)
+	$(BIN)/python bench/crash.py --trials 10 $(CRASH_ARGS)
+
 ## Re-pin the dependencies after changing pyproject.toml.
 lock: $(BIN)/python
 	$(BIN)/pip install -q uv
