@@ -652,8 +652,11 @@ class DuckDBStore(Store):
             where.append("ts < ?")
             params.append(end_us)
         if after is not None:
-            where.append("(ts, id) > (?, ?)")
-            params.extend(after)
+            # Spelled out, not ``(ts, id) > (?, ?)``: the plain ``ts >= ?`` lets DuckDB skip
+            # the row groups before the cursor by their min/max, so a page costs what lies
+            # after it, not a scan of every event of the org.
+            where.append("ts >= ? AND (ts > ? OR id > ?)")
+            params.extend([after[0], after[0], after[1]])
         sql = (
             f"SELECT {_EVENT_SELECT} FROM events WHERE {' AND '.join(where)}"
             f" ORDER BY ts, id LIMIT {int(limit)}"
