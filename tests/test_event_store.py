@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+import duckdb
 import pyarrow as pa
 import pytest
 
@@ -999,30 +1000,43 @@ def test_member_usage_and_latest_events_net_out_race_losers(
         assert reader.latest_event_times(ORG) == {"alice": at(D1, "09:00"), "bob": at(D1, "07:00")}
 
 
-@pytest.mark.parametrize("backend", CLICKHOUSE)
 def test_a_store_without_the_last_event_rollup_is_filled_when_opened(
-    backend: str, open_store: Callable[[], EventStore], request: pytest.FixtureRequest
+    backend: str,
+    open_store: Callable[[], EventStore],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
 ) -> None:
     """A store created before ``member_last`` existed: opening it creates the rollup and fills
-    it from the stored events; later appends reach it through its views."""
-    old = open_store()
-    assert isinstance(old, ClickHouseEventStore)
-    old.append_events(ORG, EVENTS)
-    drops = [
-        "DROP TABLE IF EXISTS {db}.member_last_any_view{s}",
-        "DROP TABLE IF EXISTS {db}.member_last_assistant_view{s}",
-        "DROP TABLE IF EXISTS {db}.member_last{s}",
-    ]
-    if backend == "cluster":
-        cluster: ClickHouseCluster = request.getfixturevalue("clickhouse_cluster")
-        for shard in (0, 1):
-            for sql in [*drops, "DROP TABLE IF EXISTS {db}.member_last"]:
-                cluster.execute(shard, sql.format(db=old.database, s="_local"))
+    it from the stored events; later appends reach it (the views, or the store's own rollup)."""
+    if backend == "duckdb":
+        old_file = DuckDBStore(tmp_path / "old.duckdb")
+        old_file.put_org(Organization(id=ORG, name=ORG, domain="acme.test", timezone=TZ))
+        old_file.append_events(ORG, EVENTS)
+        old_file.close()
+        raw = duckdb.connect(str(tmp_path / "old.duckdb"))
+        raw.execute("DROP TABLE member_last")
+        raw.close()
+        reopened: EventStore = DuckDBStore(tmp_path / "old.duckdb")
+        request.addfinalizer(reopened.close)
     else:
-        for sql in drops:
-            old._executor.execute(sql.format(db=old.database, s=""))
-    old.close()
-    reopened = open_store()
+        old = open_store()
+        assert isinstance(old, ClickHouseEventStore)
+        old.append_events(ORG, EVENTS)
+        drops = [
+            "DROP TABLE IF EXISTS {db}.member_last_any_view{s}",
+            "DROP TABLE IF EXISTS {db}.member_last_assistant_view{s}",
+            "DROP TABLE IF EXISTS {db}.member_last{s}",
+        ]
+        if backend == "cluster":
+            cluster: ClickHouseCluster = request.getfixturevalue("clickhouse_cluster")
+            for shard in (0, 1):
+                for sql in [*drops, "DROP TABLE IF EXISTS {db}.member_last"]:
+                    cluster.execute(shard, sql.format(db=old.database, s="_local"))
+        else:
+            for sql in drops:
+                old._executor.execute(sql.format(db=old.database, s=""))
+        old.close()
+        reopened = open_store()
     reopened.append_events(
         ORG, [ev("late", D3, "20:00", "chat", "bob", **{"ide": "vim", "chat_type": "x"})]
     )

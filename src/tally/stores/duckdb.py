@@ -150,6 +150,11 @@ class DuckDBStore(Store):
         self._after_commit: list[Callable[[], None]] = []
         self._appends = 0
         self._migrate()
+        empty = "SELECT NOT EXISTS (SELECT 1 FROM {})"
+        if self._db.execute(empty.format("member_last")).fetchone() == (True,) and (
+            self._db.execute(empty.format("events")).fetchone() == (False,)
+        ):  # a file of a version without it: its events, none of its rows
+            rollups.fill_member_last(self._db)
 
     def _migrate(self) -> None:
         """Bring a file of an older schema version up to this one (a new file: just stamp it)."""
@@ -645,8 +650,8 @@ class DuckDBStore(Store):
         try:
             with self._span_tables(cursor, org_id, spans, first_day, last_day):
                 head, *rows = cursor.execute(rollups.MEMBER_USAGE_SQL, params).fetchall()
-            pairs = sorted({(row[0], row[1]) for row in rows})
-            latest = self._member_last_events(cursor, org_id, spans, pairs)
+                pairs = sorted({(row[0], row[1]) for row in rows})
+                latest = self._member_last_events(cursor, org_id, spans, pairs)
         finally:
             cursor.execute("COMMIT")
         return MemberUsage(total=int(head[5]), days=_member_days(rows, latest))
@@ -658,23 +663,23 @@ class DuckDBStore(Store):
         spans: Sequence[MemberSpan],
         pairs: Sequence[tuple[date, str]],
     ) -> dict[tuple[date, str], int]:
+        """The latest counted event of each pair: from ``member_last`` where the registered
+        ``whole_days`` cover the pair's day, else from the raw events of the pair's day."""
         if not pairs:
             return {}
-        members = {member for _, member in pairs}
-        days = sorted({day for day, _ in pairs})
-        mine = [s for s in spans if s.member in members]
-        with _registered(cursor, "usage_spans", _span_table(mine)):
-            rows = cursor.execute(
-                rollups.MEMBER_LAST_EVENT_SQL,
-                {
-                    "org": org_id,
-                    "first": days[0],
-                    "last": days[-1],
-                    "days": days,
-                    "members": sorted(members),
-                },
-            ).fetchall()
-        return {(day, member): ts for day, member, ts in rows}
+        rows = cursor.execute(rollups.MEMBER_LAST_WHOLE_SQL, _pair_params(org_id, pairs))
+        wanted = set(pairs)
+        latest = {(d, m): ts for d, m, ts in rows.fetchall() if (d, m) in wanted}
+        cut = [pair for pair in pairs if pair not in latest]  # days the spans cut
+        if cut:
+            members = {member for _, member in cut}
+            mine = [s for s in spans if s.member in members]
+            with _registered(cursor, "usage_spans", _span_table(mine)):
+                rows = cursor.execute(rollups.MEMBER_LAST_EVENT_SQL, _pair_params(org_id, cut))
+                found = rows.fetchall()
+            wanted = set(cut)
+            latest.update({(d, m): ts for d, m, ts in found if (d, m) in wanted})
+        return latest
 
     def latest_event_times(self, org_id: str) -> dict[str, int]:
         if not self.rollups:
@@ -1099,6 +1104,18 @@ def _active_members(rows: list[tuple[Any, ...]]) -> ActiveMembers:
         per_day={(r[0], r[1]): r[4] for r in rows if r[5] == 0},
         per_month={(r[0], r[2], r[3]): r[4] for r in rows if r[5] == 1},
     )
+
+
+def _pair_params(org_id: str, pairs: Sequence[tuple[date, str]]) -> dict[str, Any]:
+    """The parameters naming the days and members of (day, member) ``pairs`` (not empty)."""
+    days = sorted({day for day, _ in pairs})
+    return {
+        "org": org_id,
+        "first": days[0],
+        "last": days[-1],
+        "days": days,
+        "members": sorted({member for _, member in pairs}),
+    }
 
 
 def _span_table(spans: Sequence[MemberSpan]) -> pa.Table:
