@@ -23,6 +23,7 @@ import pytest
 
 from tally.model.directory import Organization
 from tally.model.events import STORED_SCHEMA, StoredEvent
+from tally.stores import duckdb_rollups
 from tally.stores.base import (
     ActiveMembers,
     AppTotals,
@@ -853,9 +854,15 @@ def _as_dict(event: StoredEvent) -> dict[str, Any]:
 # -- per-member usage and last events (the fast overrides against a plain computation) -------
 
 
-def test_member_usage_and_latest_events_match_a_plain_computation(store: EventStore) -> None:
+@pytest.mark.parametrize("pieces_apart", [64, 0])
+def test_member_usage_and_latest_events_match_a_plain_computation(
+    store: EventStore, pieces_apart: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Random events, some sent twice, and spans cutting days (a member moving departments
-    mid-day: ``mover``'s span ends at 13:00 on a day with events on both sides of it)."""
+    mid-day: ``mover``'s span ends at 13:00 on a day with events on both sides of it).
+    ``pieces_apart``: up to how many partial pieces the DuckDB store reads each apart (0: it
+    joins them all)."""
+    monkeypatch.setattr(duckdb_rollups, "PIECES_APART", pieces_apart)
     rng = random.Random(20261201)
     members = [f"m{i}" for i in range(6)]
     days = [D1 + timedelta(days=i) for i in range(4)]

@@ -629,57 +629,66 @@ class DuckDBStore(Store):
         offset: int = 0,
         limit: int | None = None,
     ) -> MemberUsage:
-        """From the member-day rollups (the raw events only for the spans' partial days and
-        for the latest event time of the page's member-days), in one read transaction."""
+        """The page's pairs and their latest instants from ``member_last``, then the page's
+        member-day rows (the raw events only for the spans' partial pieces), in one read
+        transaction."""
         if not self.rollups:
             return super().member_usage(
                 org_id, spans, first_day, last_day, offset=offset, limit=limit
             )
         if not spans:
             return MemberUsage(total=0, days=[])
-        cursor = self._cursor()
-        params: dict[str, Any] = {
+        org = self.get_org(org_id)
+        assert org is not None
+        whole, partial = rollups.split_spans(spans, org.timezone, first_day, last_day)
+        pieces, piece_params = _pieces(partial)
+        params = {
             "org": org_id,
             "first": first_day,
             "last": last_day,
-            "days": None,
             "offset": offset,
             "limit": limit if limit is not None else 2**62,
+            **piece_params,
         }
+        cursor = self._cursor()
         cursor.execute("BEGIN TRANSACTION")  # one snapshot for both statements
         try:
-            with self._span_tables(cursor, org_id, spans, first_day, last_day):
-                head, *rows = cursor.execute(rollups.MEMBER_USAGE_SQL, params).fetchall()
-                pairs = sorted({(row[0], row[1]) for row in rows})
-                latest = self._member_last_events(cursor, org_id, spans, pairs)
+            with (
+                _registered(cursor, "whole_days", whole),
+                _registered(cursor, "partial_spans", partial),
+            ):
+                head, *page = cursor.execute(rollups.member_pairs_sql(pieces), params).fetchall()
+                rows = self._page_rows(cursor, org_id, page, pieces, piece_params)
         finally:
             cursor.execute("COMMIT")
-        return MemberUsage(total=int(head[5]), days=_member_days(rows, latest))
+        latest = {(day, member): last_ts for day, member, last_ts, _ in page}
+        return MemberUsage(total=int(head[2]), days=_member_days(rows, latest))
 
     @staticmethod
-    def _member_last_events(
+    def _page_rows(
         cursor: duckdb.DuckDBPyConnection,
         org_id: str,
-        spans: Sequence[MemberSpan],
-        pairs: Sequence[tuple[date, str]],
-    ) -> dict[tuple[date, str], int]:
-        """The latest counted event of each pair: from ``member_last`` where the registered
-        ``whole_days`` cover the pair's day, else from the raw events of the pair's day."""
-        if not pairs:
-            return {}
-        rows = cursor.execute(rollups.MEMBER_LAST_WHOLE_SQL, _pair_params(org_id, pairs))
-        wanted = set(pairs)
-        latest = {(d, m): ts for d, m, ts in rows.fetchall() if (d, m) in wanted}
-        cut = [pair for pair in pairs if pair not in latest]  # days the spans cut
-        if cut:
-            members = {member for _, member in cut}
-            mine = [s for s in spans if s.member in members]
-            with _registered(cursor, "usage_spans", _span_table(mine)):
-                rows = cursor.execute(rollups.MEMBER_LAST_EVENT_SQL, _pair_params(org_id, cut))
-                found = rows.fetchall()
-            wanted = set(cut)
-            latest.update({(d, m): ts for d, m, ts in found if (d, m) in wanted})
-        return latest
+        page: list[tuple[Any, ...]],
+        pieces: int | None,
+        piece_params: dict[str, Any],
+    ) -> list[tuple[Any, ...]]:
+        """The member-day rows of the page's (day, member, last_ts, whole) pairs; the partial
+        pieces (as :func:`_pieces` names them) are read only if a pair is not whole."""
+        if not page:
+            return []
+        days = sorted({day for day, *_ in page})
+        whole = [bool(row[3]) for row in page]
+        pairs = pa.table(
+            {"day": [row[0] for row in page], "member": [row[1] for row in page], "whole": whole},
+            schema=PAGE_PAIRS_SCHEMA,
+        )
+        params = {"org": org_id, "first": days[0], "last": days[-1], "days": days}
+        if all(whole):
+            pieces = 0
+        else:
+            params.update(piece_params)
+        with _registered(cursor, "page_pairs", pairs):
+            return cursor.execute(rollups.page_rows_sql(pieces), params).fetchall()
 
     def latest_event_times(self, org_id: str) -> dict[str, int]:
         if not self.rollups:
@@ -997,7 +1006,7 @@ def _assistant_days(rows: list[tuple[Any, ...]]) -> list[AssistantDay]:
 def _member_days(
     rows: Sequence[tuple[Any, ...]], latest: Mapping[tuple[date, str], int]
 ) -> list[MemberDay]:
-    """Assemble the page rows of ``rollups.MEMBER_USAGE_SQL`` (ordered by day, member, kind
+    """Assemble the page rows of ``rollups.PAGE_ROWS_SQL`` (ordered by day, member, kind
     and keys) into records; ``latest``: each pair's latest counted event."""
     days: list[MemberDay] = []
     key: tuple[date, str] | None = None
@@ -1106,16 +1115,22 @@ def _active_members(rows: list[tuple[Any, ...]]) -> ActiveMembers:
     )
 
 
-def _pair_params(org_id: str, pairs: Sequence[tuple[date, str]]) -> dict[str, Any]:
-    """The parameters naming the days and members of (day, member) ``pairs`` (not empty)."""
-    days = sorted({day for day, _ in pairs})
-    return {
-        "org": org_id,
-        "first": days[0],
-        "last": days[-1],
-        "days": days,
-        "members": sorted({member for _, member in pairs}),
-    }
+def _pieces(partial: pa.Table) -> tuple[int | None, dict[str, Any]]:
+    """How ``rollups.partial_events_sql`` reads the partial pieces of ``partial`` (member,
+    from_us, to_us), and the parameters naming them (none beyond ``rollups.PIECES_APART``)."""
+    if partial.num_rows > rollups.PIECES_APART:
+        return None, {}
+    params: dict[str, Any] = {}
+    for i, (member, from_us, to_us) in enumerate(
+        zip(*(partial[c].to_pylist() for c in ("member", "from_us", "to_us")), strict=True)
+    ):
+        params.update({f"pm{i}": member, f"pf{i}": from_us, f"pt{i}": to_us})
+    return partial.num_rows, params
+
+
+PAGE_PAIRS_SCHEMA = pa.schema(
+    [("day", pa.date32()), ("member", pa.string()), ("whole", pa.bool_())]
+)
 
 
 def _span_table(spans: Sequence[MemberSpan]) -> pa.Table:

@@ -555,50 +555,99 @@ def mark_fresh(
 
 # -- per-member usage and last events ------------------------------------------------------
 
-#: The member-day rows of the spans (``whole_days``, ``partial_spans``) summed per key, then:
-#: first a row counting the active (day, member) pairs (``n``; ``day`` NULL), and the rows of
-#: the pairs ``$offset ..`` ``$offset + $limit`` in (day, member) order, each pair's rows
-#: ordered by kind and keys (byte order: code-point order), which is the breakdowns' order.
-MEMBER_USAGE_SQL = f"""
-WITH hits AS MATERIALIZED (
-    SELECT day, member, kind, k1, k2, sum(n) AS n, sum(n_accepted) AS n_accepted,
-           sum(s1) AS s1, sum(s2) AS s2, sum(s3) AS s3
-      FROM ({span_rows_sql(ASSISTANT_KINDS)}) GROUP BY day, member, kind, k1, k2
-),
-pairs AS MATERIALIZED (SELECT DISTINCT day, member FROM hits),
-page AS MATERIALIZED (
-    SELECT day, member FROM pairs ORDER BY day, member LIMIT $limit OFFSET $offset
+_ASSISTANT_TYPES = "('completion', 'chat', 'code')"
+
+#: Partial pieces up to which :func:`partial_events_sql` reads each piece's events by its own
+#: instants (the events table's zone maps on ``ts`` skip the rest); beyond, one join.
+PIECES_APART = 64
+
+
+def partial_events_sql(pieces: int | None, where: str) -> str:
+    """The assistant events (``events`` columns) of the spans' partial pieces matching
+    ``where`` (on ``e``): ``pieces`` of them named by parameters ``$pm{i}``, ``$pf{i}``,
+    ``$pt{i}`` (member, from, to) each read apart; ``None``: the registered ``partial_spans``."""
+    types = f"e.type IN {_ASSISTANT_TYPES} AND {where}"
+    if pieces is None:
+        return (
+            "(SELECT e.* FROM events AS e JOIN partial_spans AS p"
+            " ON e.member = p.member AND e.ts >= p.from_us AND e.ts < p.to_us"
+            f" WHERE {types})"
+        )
+    return (
+        "("
+        + " UNION ALL ".join(
+            f"SELECT e.* FROM events AS e WHERE e.member = $pm{i} AND e.ts >= $pf{i}"
+            f" AND e.ts < $pt{i} AND {types}"
+            for i in range(pieces)
+        )
+        + ")"
+    )
+
+
+_ASSISTANT_TYPES = "('completion', 'chat', 'code')"
+
+
+def member_pairs_sql(pieces: int | None) -> str:
+    """The (day, member) pairs of the spans (``whole_days``; the partial pieces as
+    :func:`partial_events_sql` names them, ``0``: none) with a counted event, from
+    ``member_last`` (the raw events for the partial pieces), each with its latest counted
+    instant and whether the spans hold its day whole: first one row counting them (``day``
+    NULL; the count in ``last_ts``), then the pairs ``$offset .. $offset + $limit`` in (day,
+    member) order (byte order: code-point order)."""
+    partial = ""
+    if pieces != 0:
+        events = partial_events_sql(pieces, "e.org = $org AND e.day BETWEEN $first AND $last")
+        partial = f"UNION ALL SELECT day, member, ts, false FROM {events} AS e"
+    return f"""
+WITH pairs AS MATERIALIZED (
+    SELECT day, member, max(last_ts) AS last_ts, bool_or(whole) AS whole FROM (
+        SELECT l.day, l.member, l.last_ts, true AS whole
+          FROM member_last AS l
+          JOIN whole_days AS w
+            ON l.member = w.member AND l.day BETWEEN w.first_day AND w.last_day
+         WHERE l.org = $org AND l.day BETWEEN $first AND $last AND l.kind = 'assistant'
+        {partial}
+    ) GROUP BY day, member
 )
-SELECT NULL::DATE AS day, NULL::VARCHAR AS member, NULL::VARCHAR AS kind,
-       NULL::VARCHAR AS k1, NULL::VARCHAR AS k2, count(*) AS n, 0, 0, 0, 0
+SELECT NULL::DATE AS day, NULL::VARCHAR AS member, count(*) AS last_ts, NULL::BOOLEAN AS whole
   FROM pairs
 UNION ALL
-SELECT h.day, h.member, h.kind, h.k1, h.k2, h.n, h.n_accepted, h.s1, h.s2, h.s3
-  FROM hits AS h SEMI JOIN page AS p ON h.day = p.day AND h.member = p.member
-ORDER BY day NULLS FIRST, member, kind, k1, k2
+(SELECT day, member, last_ts, whole FROM pairs ORDER BY day, member LIMIT $limit OFFSET $offset)
 """
 
-#: The latest counted event of the page's (day, member) pairs that the spans cover whole
-#: (``whole_days``), from ``member_last`` (``$days`` and ``$members``: the page's).
-MEMBER_LAST_WHOLE_SQL = """
-SELECT l.day, l.member, max(l.last_ts)
-  FROM member_last AS l
-  JOIN whole_days AS w ON l.member = w.member AND l.day BETWEEN w.first_day AND w.last_day
- WHERE l.org = $org AND l.kind = 'assistant' AND l.day BETWEEN $first AND $last
-   AND list_contains($days, l.day) AND list_contains($members, l.member)
- GROUP BY l.day, l.member
+
+def page_rows_sql(pieces: int | None) -> str:
+    """The member-day rows of the registered ``page_pairs`` (day, member, whole) summed per
+    key, ordered by day, member, kind and keys (the breakdowns' order): from ``member_day`` for
+    the pairs held whole, from the raw events of the partial pieces (as in
+    :func:`member_pairs_sql`) for the others. ``$days`` lists the page's days (``$first ..
+    $last`` their range)."""
+    partial = ""
+    if pieces != 0:
+        events = partial_events_sql(
+            pieces,
+            "e.org = $org AND e.day BETWEEN $first AND $last AND list_contains($days, e.day)",
+        )
+        source = (
+            f"(SELECT e.* FROM {events} AS e"
+            " JOIN page_pairs AS q ON e.day = q.day AND e.member = q.member AND NOT q.whole)"
+        )
+        partial = f"""
+    UNION ALL
+    SELECT day, member, kind, k1, k2, n, n_accepted, s1, s2, s3 FROM (
+        {member_day_from(source, "org", ASSISTANT_KINDS)}
+    ) AS p(org, day, member, kind, k1, k2, n, n_accepted, s1, s2, s3)"""
+    return f"""
+SELECT day, member, kind, k1, k2, sum(n), sum(n_accepted), sum(s1), sum(s2), sum(s3) FROM (
+    SELECT r.day, r.member, r.kind, r.k1, r.k2, r.n, r.n_accepted, r.s1, r.s2, r.s3
+      FROM member_day AS r
+      JOIN page_pairs AS q ON r.day = q.day AND r.member = q.member AND q.whole
+     WHERE r.org = $org AND r.day BETWEEN $first AND $last AND list_contains($days, r.day){partial}
+)
+GROUP BY day, member, kind, k1, k2
+ORDER BY day, member, kind, k1, k2
 """
 
-#: The same for the pairs of a day the spans cut, from the raw events of those days and
-#: members only (``usage_spans``: the spans of those members).
-MEMBER_LAST_EVENT_SQL = """
-SELECT e.day, e.member, max(e.ts)
-  FROM events AS e
-  JOIN usage_spans AS s ON e.member = s.member AND e.ts >= s.from_us AND e.ts < s.to_us
- WHERE e.org = $org AND e.day BETWEEN $first AND $last AND list_contains($days, e.day)
-   AND list_contains($members, e.member) AND e.type IN ('completion', 'chat', 'code')
- GROUP BY e.day, e.member
-"""
 
 #: Each member's latest event of any type.
 LATEST_EVENT_SQL = """
