@@ -29,10 +29,27 @@ class Tokens:
 
 
 def request_for(
-    question: Question, end_day: date, subtree: str, root: str, token: str
+    question: Question, end_day: date, subtree: str, root: str, token: str, member: str = ""
 ) -> tuple[str, str, dict[str, Any]]:
-    """(method, path, httpx keyword arguments) of the API call that answers ``question``."""
+    """(method, path, httpx keyword arguments) of the API call that answers ``question``
+    (``member``: the member of the one-member questions)."""
     start, end = question.window(end_day)
+    if question.family == "member":
+        who = {"userId": member} if question.scope == "member" else {"departmentId": subtree}
+        return (
+            "GET",
+            f"/oapi/v1/lingma/organizations/{ORG_ID}/developerUsage",
+            {
+                "params": {
+                    **who,
+                    "startTime": start.isoformat(),
+                    "endTime": end.isoformat(),
+                    "page": 1,
+                    "perPage": 100,
+                },
+                "headers": {"x-yunxiao-token": token},
+            },
+        )
     if question.family == "department":
         dept = subtree if question.scope == "subtree" else root
         return (
@@ -76,7 +93,7 @@ def request_for(
 def _summary(question: Question, response: httpx.Response) -> dict[str, Any]:
     """A few facts of one answer, to check the API and the raw SQL looked at the same data."""
     body = response.json()
-    if question.family == "department":
+    if question.family in ("department", "member"):
         return {"x_total": response.headers.get("x-total"), "rows_on_page": len(body)}
     if question.family == "environment":
         inner = body.get(question.scope, {}) if isinstance(body, dict) else {}
@@ -108,13 +125,14 @@ def time_apis(
     seconds: float,
     keys: set[str] | None = None,
     timeout: float = 120.0,
+    member: str = "",
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with httpx.Client(base_url=base_url, timeout=timeout) as client:
         for question in QUESTIONS:
             if keys and question.key not in keys:
                 continue
-            method, path, kwargs = request_for(question, end_day, subtree, root, token)
+            method, path, kwargs = request_for(question, end_day, subtree, root, token, member)
             try:
                 first = client.request(method, path, **kwargs)
             except httpx.HTTPError as exc:  # a timeout: report it, go on with the others

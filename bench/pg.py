@@ -27,7 +27,15 @@ from typing import Any
 import psycopg
 
 from common import measure
-from queries import EVENT_COLUMNS, HELPER_TABLES, PG_INDEXES, QUESTIONS, shape, statements
+from queries import (
+    EVENT_COLUMNS,
+    HELPER_TABLES,
+    PG_INDEXES,
+    QUESTIONS,
+    Question,
+    shape,
+    statements,
+)
 
 PORT = 5432  # only names the socket file inside the private dir
 SETTINGS = {
@@ -212,18 +220,24 @@ def time_questions(
     count: int,
     seconds: float,
     keys: set[str] | None = None,
+    member: str = "",
 ) -> dict[str, Any]:
-    """Latency of each question on PostgreSQL, timed like the others (sequential, one conn)."""
+    """Latency of each question on PostgreSQL, timed like the others (sequential, one conn);
+    ``member``: the member of the one-member questions."""
     results: dict[str, Any] = {}
     with pg.connect() as conn:
         for question in QUESTIONS:
             if keys and question.key not in keys:
                 continue
-            work = statements(question, "pg", end_day, subtree, root, app_end_us)
+            work = statements(question, "pg", end_day, subtree, root, app_end_us, member)
             rows: list[list[int]] = []
 
-            def ask(work: list[tuple[str, list[Any]]] = work, rows: list[list[int]] = rows) -> None:
-                rows[:] = [shape(conn.execute(sql, params).fetchall()) for sql, params in work]
+            def ask(
+                work: list[tuple[str, list[Any]]] = work,
+                rows: list[list[int]] = rows,
+                question: Question = question,
+            ) -> None:
+                rows[:] = [shape(conn.execute(sql, p).fetchall(), question) for sql, p in work]
 
             stats = measure(ask, warmup=warmup, count=count, seconds=seconds)
             stats["rows"] = list(rows)

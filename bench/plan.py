@@ -112,6 +112,19 @@ class OrgPlan:
     def root_dept(self) -> str:
         return self.dept_ids[0]
 
+    @property
+    def busy_member(self) -> str:
+        """The member of the one-member questions: the busiest developer (activity times
+        intensity) that exists the whole window and never moves."""
+        eligible = (
+            self.member_dev
+            & (self.member_created_day < 0)
+            & (self.member_deleted_day > DAYS)
+            & (self.member_move_day < 0)
+        )
+        weight = np.where(eligible, self.member_activity * self.member_intensity, -1.0)
+        return self.member_ids[int(np.argmax(weight))]
+
 
 def _tree(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     parents = [-1]

@@ -27,10 +27,10 @@ from plan import ORG_ID
 @dataclass(frozen=True)
 class Question:
     key: str
-    family: str  # department | environment | apps
+    family: str  # department | member | environment | apps
     label: str
     days: int  # window length ending on the plan's last day (0: one day, the apps' date)
-    scope: str  # subtree | root | users | developers | workspaces | page
+    scope: str  # subtree | root | member | users | developers | workspaces | page
 
     def window(self, end_day: date) -> tuple[date, date]:
         return end_day - timedelta(days=max(self.days, 1) - 1), end_day
@@ -46,6 +46,8 @@ QUESTIONS: tuple[Question, ...] = (
     Question("env_developers_365d", "environment", "env developers, 365 d", 365, "developers"),
     Question("env_workspaces_365d", "environment", "env workspaces, 365 d", 365, "workspaces"),
     Question("apps_page_t1", "apps", "app usage, page of 20, date T-1", 0, "page"),
+    Question("member_subtree_31d", "member", "developerUsage, subtree ~10%, 31 d", 31, "subtree"),
+    Question("member_one_365d", "member", "developerUsage, one member, 365 d", 365, "member"),
 )
 QUESTION_KEYS = tuple(q.key for q in QUESTIONS)
 
@@ -116,6 +118,46 @@ GROUP BY GROUPING SETS ((day), (day, type), (day, type, ide, language, chat_type
 ORDER BY day, level DESC, type, ide, language, chat_type
 """
 
+#: Per-member usage (developerUsage): the (day, member) pairs of ``{who}``'s assistant events
+#: in the window, each with its groups and its latest event; the first page of 100 pairs in
+#: (day, member) order, every row carrying how many pairs there are in all.
+MEMBER_SQL = """
+WITH RECURSIVE sub(id) AS (
+    SELECT CAST(? AS VARCHAR)
+    UNION
+    SELECT d.id FROM bench_departments d JOIN sub ON d.parent = sub.id
+),
+who AS (
+    SELECT DISTINCT member FROM bench_member_departments
+    WHERE department IN (SELECT id FROM sub)
+),
+hits AS (
+    SELECT day, member, type, ide, language, chat_type,
+           count(*) AS events,
+           count(*) FILTER (WHERE accepted) AS accepted,
+           sum(lines_suggested) AS lines_suggested,
+           sum(lines_accepted) AS lines_accepted,
+           sum(lines_changed) AS lines_changed,
+           sum(lines_accepted) FILTER (WHERE source = 'chat') AS lines_accepted_chat,
+           max(ts) AS last_ts
+    FROM events
+    WHERE org = ? AND day BETWEEN ? AND ? AND type IN ('completion', 'chat', 'code')
+      AND {who}
+    GROUP BY day, member, type, ide, language, chat_type
+),
+pairs AS (SELECT DISTINCT day, member FROM hits),
+page AS (SELECT day, member FROM pairs ORDER BY day, member LIMIT 100)
+SELECT h.day, (SELECT count(*) FROM pairs) AS total, h.member, h.type, h.ide, h.language,
+       h.chat_type, h.events, h.accepted, h.lines_suggested, h.lines_accepted, h.lines_changed,
+       h.lines_accepted_chat, h.last_ts
+FROM hits h JOIN page p ON h.day = p.day AND h.member = p.member
+ORDER BY h.day, h.member, h.type, h.ide, h.language, h.chat_type
+"""
+MEMBER_WHO = {
+    "subtree": "member IN (SELECT member FROM who)",
+    "member": "member = ?",
+}
+
 ACTIVE_SQL = """
 SELECT {period} AS period, {key} count(DISTINCT member) AS members
 FROM events
@@ -179,10 +221,14 @@ LATEST_RECORDS = {
 Statement = tuple[str, list[Any]]
 
 
-def shape(rows: list[tuple[Any, ...]]) -> list[int]:
+def shape(rows: list[tuple[Any, ...]], question: Question) -> list[int]:
     """[rows, distinct values of the first column] of one statement's answer (for cross-checks:
-    a department answer's first column is the day, so the second number is Tally's x-total)."""
-    return [len(rows), len({row[0] for row in rows})]
+    a department answer's first column is the day, so the second number is Tally's x-total),
+    and for a per-member answer the pairs in all (its second column: Tally's x-total)."""
+    found = [len(rows), len({row[0] for row in rows})]
+    if question.family == "member":
+        found.append(int(rows[0][1]) if rows else 0)
+    return found
 
 
 def _active(period: str, developers: bool, workspaces: bool = False) -> str:
@@ -200,15 +246,26 @@ def _active(period: str, developers: bool, workspaces: bool = False) -> str:
 
 
 def statements(
-    question: Question, dialect: str, end_day: date, subtree: str, root: str, app_date_end_us: int
+    question: Question,
+    dialect: str,
+    end_day: date,
+    subtree: str,
+    root: str,
+    app_date_end_us: int,
+    member: str = "",
 ) -> list[Statement]:
-    """The SQL (with parameters) that answers ``question`` from raw events in ``dialect``."""
+    """The SQL (with parameters) that answers ``question`` from raw events in ``dialect``
+    (``member``: the member of the one-member questions)."""
     start, end = question.window(end_day)
     window = [ORG_ID, start, end]
     result: list[Statement]
     if question.family == "department":
         dept = subtree if question.scope == "subtree" else root
         result = [(DEPARTMENT_SQL, [dept, *window])]
+    elif question.family == "member":
+        sql = MEMBER_SQL.format(who=MEMBER_WHO[question.scope])
+        who = [member] if question.scope == "member" else []
+        result = [(sql, [subtree, *window, *who])]
     elif question.family == "environment" and question.scope in ("users", "developers"):
         developers = question.scope == "developers"
         result = [

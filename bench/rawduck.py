@@ -20,7 +20,7 @@ import duckdb
 
 from common import measure
 from plan import ORG_ID, midnight_us
-from queries import DUCKDB_HELPERS, HELPER_TABLES, QUESTIONS, shape, statements
+from queries import DUCKDB_HELPERS, HELPER_TABLES, QUESTIONS, Question, shape, statements
 
 
 def connect(db: Path, end_day: date, threads: int | None) -> duckdb.DuckDBPyConnection:
@@ -45,11 +45,17 @@ def time_questions(args: argparse.Namespace) -> dict[str, Any]:
     for question in QUESTIONS:
         if args.questions and question.key not in args.questions.split(","):
             continue
-        work = statements(question, "duckdb", end_day, args.subtree, args.root, args.app_end_us)
+        work = statements(
+            question, "duckdb", end_day, args.subtree, args.root, args.app_end_us, args.member
+        )
         rows: list[list[int]] = []
 
-        def ask(work: list[tuple[str, list[Any]]] = work, rows: list[list[int]] = rows) -> None:
-            rows[:] = [shape(con.execute(sql, params).fetchall()) for sql, params in work]
+        def ask(
+            work: list[tuple[str, list[Any]]] = work,
+            rows: list[list[int]] = rows,
+            question: Question = question,
+        ) -> None:
+            rows[:] = [shape(con.execute(sql, p).fetchall(), question) for sql, p in work]
 
         stats = measure(ask, warmup=args.warmup, count=args.count, seconds=args.seconds)
         stats["rows"] = list(rows)
@@ -84,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end-day", required=True)
     parser.add_argument("--subtree", default="")
     parser.add_argument("--root", default="")
+    parser.add_argument("--member", default="", help="the member of the one-member questions")
     parser.add_argument("--app-end-us", type=int, default=0)
     parser.add_argument("--questions", default="")
     parser.add_argument("--warmup", type=int, default=3)

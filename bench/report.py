@@ -25,7 +25,11 @@ LATENCY_TARGETS: dict[str, tuple[float, tuple[str, ...]]] = {
     "env_users_365d": (50.0, ()),
     "env_developers_365d": (50.0, ()),
     "env_workspaces_365d": (50.0, ()),
+    "member_subtree_31d": (15.0, ("10M", "100M")),
+    "member_one_365d": (15.0, ("10M", "100M")),
 }
+#: The questions whose p99 may grow at most ``SCALING_TARGET`` times from 10M to 100M.
+GROWTH_KEYS = ("dept_subtree_31d", "member_subtree_31d", "member_one_365d")
 PG_SPEEDUP_TARGET = ("dept_subtree_31d", 20.0)
 IMPORT_TARGET = 1_000_000.0
 INGEST_TARGET = 150_000.0
@@ -38,6 +42,8 @@ SO_INGEST_TARGET = 100_000.0  # with 2 workers
 SO_WORKER_SPEEDUP = 1.6  # 2 workers over 1
 SO_LATENCY_TARGETS: dict[str, tuple[float, tuple[str, ...]]] = {
     "dept_subtree_31d": (20.0, ("100M",)),
+    "member_subtree_31d": (15.0, ("10M", "100M")),
+    "member_one_365d": (15.0, ("10M", "100M")),
 }
 
 
@@ -212,17 +218,18 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
         if "scale_out" in data:
             _evaluate_scale_out(size, data["scale_out"], add)
-    low = (sizes.get("10M", {}).get("api", {}).get("dept_subtree_31d") or {}).get("p99_ms")
-    high = (sizes.get("100M", {}).get("api", {}).get("dept_subtree_31d") or {}).get("p99_ms")
-    if low and high:
-        add(
-            "100M/10M",
-            "dept_subtree_31d p99 growth",
-            high / low,
-            "<= 2x",
-            high / low <= SCALING_TARGET,
-            high / low,
-        )
+    for key in GROWTH_KEYS:
+        low = (sizes.get("10M", {}).get("api", {}).get(key) or {}).get("p99_ms")
+        high = (sizes.get("100M", {}).get("api", {}).get(key) or {}).get("p99_ms")
+        if low and high:
+            add(
+                "100M/10M",
+                f"{key} p99 growth",
+                high / low,
+                "<= 2x",
+                high / low <= SCALING_TARGET,
+                high / low,
+            )
     return checks
 
 
@@ -338,6 +345,12 @@ def consistency(data: dict[str, Any]) -> list[str]:
             same = int(total) == raw_rows[0][1]
             found.append(
                 f"{key}: Tally x-total {total} {'==' if same else '!='} raw days {raw_rows[0][1]}"
+            )
+        if question.family == "member" and total is not None and raw_rows:
+            same = int(total) == raw_rows[0][2]
+            found.append(
+                f"{key}: Tally x-total {total} {'==' if same else '!='}"
+                f" raw (day, member) pairs {raw_rows[0][2]}"
             )
     so_api = (data.get("scale_out") or {}).get("api", {})
     for question in QUESTIONS:  # the scale-out answers against the DuckDB ones (same data)
@@ -523,16 +536,17 @@ def render(results: dict[str, Any]) -> str:
                 f"{_mib(so_peak)} MiB")  # fmt: skip
             for figure, cell in _so_rss_rows(so):
                 row(size, figure, "", "", "", "", cell)
-    growth = checks.get(("100M/10M", "dept_subtree_31d p99 growth"))
-    if growth:
-        row(
-            "100M/10M",
-            "dept subtree 31 d p99 growth",
-            f"{growth['value']:.2f}x",
-            "",
-            "",
-            _verdict(growth["met"], "<= 2x"),
-        )
+    for question in QUESTIONS:
+        growth = checks.get(("100M/10M", f"{question.key} p99 growth"))
+        if growth:
+            row(
+                "100M/10M",
+                f"{question.label} p99 growth",
+                f"{growth['value']:.2f}x",
+                "",
+                "",
+                _verdict(growth["met"], "<= 2x"),
+            )
     return "\n".join(lines)
 
 

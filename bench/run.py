@@ -213,6 +213,8 @@ def run_size(
         plan.subtree_dept,
         "--root",
         plan.root_dept,
+        "--member",
+        plan.busy_member,
         "--app-end-us",
         str(app_end_us),
     ]
@@ -258,6 +260,7 @@ def run_size(
                 count=args.count,
                 seconds=args.question_seconds,
                 keys=args.question_keys,
+                member=plan.busy_member,
             ),
         }
 
@@ -274,6 +277,7 @@ def run_size(
             count=args.count,
             seconds=args.question_seconds,
             keys=args.question_keys,
+            member=plan.busy_member,
         )
         out["http_ingest"] = _json_subprocess(
             [
@@ -355,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             "window": [plan.start_day.isoformat(), plan.end_day.isoformat()],
             "subtree_department": plan.subtree_dept,
             "subtree_members": member_count_of_subtree(plan),
+            "one_member": plan.busy_member,
             "root_department": plan.root_dept,
         },
         "notes": NOTES + (SCALE_OUT_NOTES if args.scale_out else []),

@@ -472,6 +472,7 @@ def _run(
                         count=args.count,
                         seconds=args.question_seconds,
                         keys=args.question_keys,
+                        member=plan.busy_member,
                     )
                 # A worker loads the org's directory at the first request that needs it
                 # (seconds, from PostgreSQL): an untimed run first, so that every worker has.

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+import duckdb
 import pyarrow as pa
 import pytest
 
 from tally.model.directory import Organization
 from tally.model.events import STORED_SCHEMA, StoredEvent
+from tally.stores import duckdb_rollups
 from tally.stores.base import (
     ActiveMembers,
     AppTotals,
@@ -30,6 +32,7 @@ from tally.stores.base import (
     CodingUsage,
     CompletionUsage,
     EventStore,
+    MemberDay,
     MemberSpan,
 )
 from tally.stores.clickhouse import ClickHouseEventStore
@@ -846,3 +849,216 @@ def _apps_oracle(events: list[StoredEvent], apps: list[str], day: date) -> dict[
 
 def _as_dict(event: StoredEvent) -> dict[str, Any]:
     return {name: getattr(event, name) for name in event.__struct_fields__}
+
+
+# -- per-member usage and last events (the fast overrides against a plain computation) -------
+
+
+@pytest.mark.parametrize("pieces_apart", [64, 0])
+def test_member_usage_and_latest_events_match_a_plain_computation(
+    store: EventStore, pieces_apart: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random events, some sent twice, and spans cutting days (a member moving departments
+    mid-day: ``mover``'s span ends at 13:00 on a day with events on both sides of it).
+    ``pieces_apart``: up to how many partial pieces the DuckDB store reads each apart (0: it
+    joins them all)."""
+    monkeypatch.setattr(duckdb_rollups, "PIECES_APART", pieces_apart)
+    rng = random.Random(20261201)
+    members = [f"m{i}" for i in range(6)]
+    days = [D1 + timedelta(days=i) for i in range(4)]
+    events = [
+        _random_event(rng, f"id{i:04d}", rng.choice(members), rng.choice(days)) for i in range(300)
+    ]
+    mover = [
+        ev("mv1", D2, "09:00", "chat", "mover", ide="vscode", chat_type="explain", accepted=True),
+        ev("mv2", D2, "12:45", "code", "mover", language="go", lines_accepted=3, lines_changed=4),
+        ev("mv3", D2, "13:00", "chat", "mover", ide="vscode", chat_type="explain", accepted=True),
+        ev("mv4", D2, "18:00", "completion", "mover", ide="vim", language="go", lines_suggested=1),
+        ev("mv5", D3, "10:00", "chat", "mover", ide="vscode", chat_type="explain"),
+    ]
+    events += mover
+    for start in range(0, len(events), 70):
+        store.append_events(ORG, events[start : start + 70])
+    store.append_events(ORG, rng.sample(events, 60))  # duplicates: ignored
+    store.append_events(ORG, mover)
+    spans = [*_random_spans(rng, members, days), MemberSpan("mover", 0, at(D2, "13:00"))]
+    everyone = [MemberSpan(m, 0, FAR) for m in [*members, "mover"]]
+    for who, first, last in ((spans, days[1], days[3]), (everyone, days[0], days[3])):
+        expected = _member_usage_oracle(events, who, first, last)
+        assert any(d.member == "mover" for d in expected) or who is everyone
+        for offset, limit in ((0, None), (0, 3), (2, 5), (len(expected) - 1, 5), (100, 5)):
+            answer = store.member_usage(ORG, who, first, last, offset=offset, limit=limit)
+            wanted = expected[offset:] if limit is None else expected[offset : offset + limit]
+            assert (answer.total, answer.days) == (len(expected), wanted), (offset, limit)
+    mover_d2 = store.member_usage(ORG, spans, D2, D2).days
+    assert [(d.member, d.last_us) for d in mover_d2 if d.member == "mover"] == [
+        ("mover", at(D2, "12:45"))
+    ]
+    assert store.member_usage(ORG, [], D1, D3).total == 0
+    assert store.member_usage(ORG, everyone, date(2026, 5, 1), date(2026, 5, 2)).total == 0
+    latest: dict[str, int] = {}
+    for e in events:
+        latest[e.member] = max(latest.get(e.member, e.ts), e.ts)
+    assert store.latest_event_times(ORG) == latest
+    assert store.latest_event_times(QUIET) == {}
+
+
+def _member_usage_oracle(
+    events: list[StoredEvent], spans: list[MemberSpan], first: date, last: date
+) -> list[MemberDay]:
+    """Per (day, member) in that order: the counted events' breakdowns (sorted by key) and
+    the latest counted instant."""
+    hits: dict[tuple[date, str], list[StoredEvent]] = defaultdict(list)
+    for e in events:
+        if (
+            first <= e.day <= last
+            and e.type in ("completion", "chat", "code")
+            and _inside(e, spans)
+        ):
+            hits[e.day, e.member].append(e)
+    result = []
+    for (day, member), mine in sorted(hits.items()):
+        groups: dict[tuple[str, str, str], list[StoredEvent]] = defaultdict(list)
+        for e in mine:
+            if e.type == "completion":
+                groups["completion", e.ide or "", e.language or ""].append(e)
+            elif e.type == "chat":
+                groups["chat", e.chat_type or "", e.ide or ""].append(e)
+            else:
+                groups["code", e.language or "", ""].append(e)
+        of = sorted(groups.items())
+        result.append(
+            MemberDay(
+                day,
+                member,
+                max(e.ts for e in mine),
+                tuple(
+                    CompletionUsage(
+                        k1,
+                        k2,
+                        len(g),
+                        sum(bool(e.accepted) for e in g),
+                        sum(e.lines_suggested or 0 for e in g),
+                        sum(e.lines_accepted or 0 for e in g),
+                        1,
+                    )
+                    for (kind, k1, k2), g in of
+                    if kind == "completion"
+                ),
+                tuple(
+                    ChatUsage(k1, k2, len(g), sum(bool(e.accepted) for e in g), 1)
+                    for (kind, k1, k2), g in of
+                    if kind == "chat"
+                ),
+                tuple(
+                    CodingUsage(
+                        k1,
+                        sum(e.lines_accepted or 0 for e in g),
+                        sum(e.lines_changed or 0 for e in g),
+                        sum(e.lines_accepted or 0 for e in g if e.source == "chat"),
+                        1,
+                    )
+                    for (kind, k1, _), g in of
+                    if kind == "code"
+                ),
+            )
+        )
+    return result
+
+
+@pytest.mark.parametrize("backend", CLICKHOUSE)
+def test_member_usage_and_latest_events_net_out_race_losers(
+    backend: str, open_store: Callable[[], EventStore]
+) -> None:
+    """Racing copies: one with the same content (its instant ties the original's), one with
+    another member, day and a later instant (the latest instant of that member-day and of that
+    member in the rollups); neither counts, and the latest instants are the live events'."""
+    first, late = open_store(), open_store()
+    assert isinstance(late, ClickHouseEventStore)
+    late._stored_ids = lambda org_id, ids: []  # type: ignore[method-assign]
+    chat = {"ide": "vscode", "chat_type": "explain"}
+    first.append_events(
+        ORG,
+        [
+            ev("x1", D1, "09:00", "chat", "alice", **chat, accepted=True),
+            ev("x2", D1, "08:00", "chat", "alice", **chat),
+            ev("x3", D1, "07:00", "chat", "bob", **chat),
+        ],
+    )
+    late.append_events(
+        ORG,
+        [
+            ev("x1", D1, "09:00", "chat", "alice", **chat, accepted=True),  # the same copy
+            ev("x2", D1, "23:00", "chat", "bob", **chat),  # bob's latest, in the rollups only
+            ev("x4", D1, "06:00", "activity", "alice"),
+        ],
+    )
+    for reader in (first, late):
+        usage = reader.member_usage(ORG, EVERYONE, D1, D3)
+        assert usage.total == 2
+        assert usage.days == [
+            MemberDay(
+                D1, "alice", at(D1, "09:00"), (), (ChatUsage("explain", "vscode", 2, 1, 1),), ()
+            ),
+            MemberDay(
+                D1, "bob", at(D1, "07:00"), (), (ChatUsage("explain", "vscode", 1, 0, 1),), ()
+            ),
+        ]
+        assert reader.latest_event_times(ORG) == {"alice": at(D1, "09:00"), "bob": at(D1, "07:00")}
+
+
+def test_a_store_without_the_last_event_rollup_is_filled_when_opened(
+    backend: str,
+    open_store: Callable[[], EventStore],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    """A store created before ``member_last`` existed: opening it creates the rollup and fills
+    it from the stored events; later appends reach it (the views, or the store's own rollup)."""
+    if backend == "duckdb":
+        old_file = DuckDBStore(tmp_path / "old.duckdb")
+        old_file.put_org(Organization(id=ORG, name=ORG, domain="acme.test", timezone=TZ))
+        old_file.append_events(ORG, EVENTS)
+        old_file.close()
+        raw = duckdb.connect(str(tmp_path / "old.duckdb"))
+        raw.execute("DROP TABLE member_last")
+        raw.close()
+        reopened: EventStore = DuckDBStore(tmp_path / "old.duckdb")
+        request.addfinalizer(reopened.close)
+    else:
+        old = open_store()
+        assert isinstance(old, ClickHouseEventStore)
+        old.append_events(ORG, EVENTS)
+        drops = [
+            "DROP TABLE IF EXISTS {db}.member_last_any_view{s}",
+            "DROP TABLE IF EXISTS {db}.member_last_assistant_view{s}",
+            "DROP TABLE IF EXISTS {db}.member_last{s}",
+        ]
+        if backend == "cluster":
+            cluster: ClickHouseCluster = request.getfixturevalue("clickhouse_cluster")
+            for shard in (0, 1):
+                for sql in [*drops, "DROP TABLE IF EXISTS {db}.member_last"]:
+                    cluster.execute(shard, sql.format(db=old.database, s="_local"))
+        else:
+            for sql in drops:
+                old._executor.execute(sql.format(db=old.database, s=""))
+        old.close()
+        reopened = open_store()
+    reopened.append_events(
+        ORG, [ev("late", D3, "20:00", "chat", "bob", **{"ide": "vim", "chat_type": "x"})]
+    )
+    assert reopened.latest_event_times(ORG) == {
+        "alice": at(APRIL, "08:00"),
+        "bob": at(D3, "20:00"),
+        "carol": at(D3, "09:00"),
+    }
+    days = reopened.member_usage(ORG, EVERYONE, D1, D3).days
+    assert [(d.day, d.member, d.last_us) for d in days] == [
+        (D1, "alice", at(D1, "12:00")),
+        (D1, "bob", at(D1, "15:00")),
+        (D1, "carol", at(D1, "13:00")),
+        (D2, "alice", at(D2, "23:59")),
+        (D2, "bob", at(D2, "09:00")),
+        (D2, "carol", at(D2, "00:30")),
+        (D3, "bob", at(D3, "20:00")),
+    ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,9 @@ from tally.stores.base import (
     CodingUsage,
     CompletionUsage,
     EventStore,
+    MemberDay,
     MemberSpan,
+    MemberUsage,
 )
 from tally.stores.clickhouse_client import (
     IDENTIFIER,
@@ -125,8 +127,19 @@ class ClickHouseEventStore(EventStore):
         and the rollups from every insert into ``events``."""
         db = self.database
         executor.execute(f"CREATE DATABASE IF NOT EXISTS {db}")
+        present = {
+            row[0]
+            for row in executor.query(
+                "SELECT name FROM system.tables WHERE database = %(db)s", {"db": db}
+            )
+        }
         for ddl in schema.tables(db, suffix) + schema.views(db, suffix):
             executor.execute(ddl)
+        if f"events{suffix}" in present:  # a store of an older schema: fill its new rollups
+            for table in schema.ADDED_TABLES:
+                if f"{table}{suffix}" not in present:
+                    for statement in schema.backfill(db, suffix, table):
+                        executor.execute(statement)
 
     def _create_cluster_schema(self, host: str, port: int, cluster: str) -> None:
         """On every node of the cluster (and the one named by the URL): the shard-local tables,
@@ -336,6 +349,110 @@ class ClickHouseEventStore(EventStore):
         )
         params.update(org=org_id, first=first_day, last=last_day)
         return _assistant_days(self._executor.query(sql, params, tables))
+
+    # -- per-member usage and last events ---------------------------------------------------
+    def member_usage(
+        self,
+        org_id: str,
+        spans: Sequence[MemberSpan],
+        first_day: date,
+        last_day: date,
+        *,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> MemberUsage:
+        """From the rollups: the count of (day, member) pairs, the page's pairs with their
+        groups, and their latest counted event from ``member_last`` (from the raw events only
+        for the pairs of a partial day, or whose latest instant a race loser holds)."""
+        if not spans:
+            return MemberUsage(total=0, days=[])
+        tables, params = self._span_tables(org_id, spans, first_day, last_day)
+        if not tables:
+            return MemberUsage(total=0, days=[])
+        names = {t.name for t in tables}
+        params.update(org=org_id, first=first_day, last=last_day)
+        shape = {"with_whole": "whole" in names, "with_partial": "partial" in names}
+        sql = rollups.member_usage_sql(self._names, self._global, page=None, **shape)
+        total = int(self._executor.query(sql, params, tables)[0][0])
+        if offset >= total or limit == 0:
+            return MemberUsage(total=total, days=[])
+        page = (offset, min(limit if limit is not None else total, total - offset))
+        sql = rollups.member_usage_sql(self._names, self._global, page=page, **shape)
+        rows = self._executor.query(sql, params, tables)
+        partial = {
+            (day, member)
+            for table in tables
+            if table.name == "partial"
+            for day, member in zip(
+                table.data["day"].to_pylist(), table.data["member"].to_pylist(), strict=True
+            )
+        }
+        latest = self._member_last_events(org_id, spans, [(r[0], r[1]) for r in rows], partial)
+        return MemberUsage(total=total, days=_member_days(rows, latest))
+
+    def _member_last_events(
+        self,
+        org_id: str,
+        spans: Sequence[MemberSpan],
+        pairs: Sequence[tuple[date, str]],
+        partial: set[tuple[date, str]],
+    ) -> dict[tuple[date, str], int]:
+        """The latest counted event of each (day, member) of ``pairs``; ``partial``: the pairs
+        whose day the member's spans cut (read from the raw events, like a loser's pair)."""
+        params: dict[str, Any] = {
+            "org": org_id,
+            "days": {day for day, _ in pairs},
+            "members": {member for _, member in pairs},
+        }
+        latest: dict[tuple[date, str], int] = {}
+        lost: dict[tuple[date, str], int] = {}
+        for part, day, member, ts in self._executor.query(
+            rollups.member_last_sql(self._names, pairs=True), params
+        ):
+            (lost if part else latest)[day, member] = int(ts)
+        raw = {
+            pair
+            for pair in pairs
+            if pair in partial or pair not in latest or lost.get(pair) == latest[pair]
+        }
+        if raw:
+            mine = [s for s in spans if s.member in {member for _, member in raw}]
+            sql = f"""
+            SELECT day, member, max(ts) FROM {self._names["events"]}
+            {self._global}ALL INNER JOIN spans USING member
+            WHERE org = %(org)s AND day IN %(days)s AND member IN %(members)s
+              AND type IN {schema.ASSISTANT_TYPES} AND ts >= from_us AND ts < to_us
+              AND {rollups.live(self._names)}
+            GROUP BY day, member
+            """
+            params.update(days={d for d, _ in raw}, members={m for _, m in raw})
+            found = self._executor.query(sql, params, [_span_table(mine)])
+            latest.update(
+                {(day, member): int(ts) for day, member, ts in found if (day, member) in raw}
+            )
+        return latest
+
+    def latest_event_times(self, org_id: str) -> dict[str, int]:
+        """Each member's latest instant of ``member_last``; a member whose latest instant a race
+        loser holds is read from its live raw events instead."""
+        latest: dict[str, int] = {}
+        lost: dict[str, int] = {}
+        for part, _, member, ts in self._executor.query(
+            rollups.member_last_sql(self._names, pairs=False), {"org": org_id}
+        ):
+            (lost if part else latest)[member] = int(ts)
+        raw = {member for member, ts in lost.items() if latest.get(member) == ts}
+        if raw:
+            for member in raw:
+                del latest[member]
+            found = self._executor.query(
+                f"SELECT member, max(ts) FROM {self._names['events']}"
+                " WHERE org = %(org)s AND member IN %(members)s"
+                f" AND {rollups.live(self._names)} GROUP BY member",
+                {"org": org_id, "members": raw},
+            )
+            latest.update({member: int(ts) for member, ts in found})
+        return latest
 
     # -- environment statistics ------------------------------------------------------------
     def active_members(
@@ -563,6 +680,34 @@ def _assistant_days(rows: Iterable[Row]) -> list[AssistantDay]:
                 int(active),
                 int(chat),
                 int(completion),
+                tuple(sorted(completions, key=lambda u: (u.ide, u.language))),
+                tuple(sorted(chatting, key=lambda u: (u.chat_type, u.ide))),
+                tuple(sorted(coding, key=lambda u: u.language)),
+            )
+        )
+    return days
+
+
+def _member_days(rows: Iterable[Row], latest: Mapping[tuple[date, str], int]) -> list[MemberDay]:
+    """Records from the page rows of ``rollups.member_usage_sql`` (in (day, member) order);
+    each breakdown sorted by its keys in code-point order."""
+    days = []
+    for day, member, groups in rows:
+        completions: list[CompletionUsage] = []
+        chatting: list[ChatUsage] = []
+        coding: list[CodingUsage] = []
+        for kind, k1, k2, n, accepted, s1, s2, s3 in groups:
+            if kind == "completion":
+                completions.append(CompletionUsage(k1, k2, n, accepted, s1, s2, 1))
+            elif kind == "chat":
+                chatting.append(ChatUsage(k1, k2, n, accepted, 1))
+            else:
+                coding.append(CodingUsage(k1, s2, s3, s1, 1))
+        days.append(
+            MemberDay(
+                day,
+                member,
+                latest[day, member],
                 tuple(sorted(completions, key=lambda u: (u.ide, u.language))),
                 tuple(sorted(chatting, key=lambda u: (u.chat_type, u.ide))),
                 tuple(sorted(coding, key=lambda u: u.language)),

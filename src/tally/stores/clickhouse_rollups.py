@@ -105,6 +105,35 @@ def assistant_sql(
     (any, chat, completion) and an array of its (kind, k1, k2, n, n_accepted, s1, s2, s3,
     members) groups. ``join``: ``GLOBAL `` on a cluster. Parameters: org, first, last, and
     (``with_partial``) pdays, pmembers; external tables ``whole`` and ``partial``."""
+    value_names = [name for name, _ in ASSISTANT_VALUES]
+    union = _assistant_parts(names, join, with_partial=with_partial, with_whole=with_whole)
+    net = ", ".join(f"sum({name}) AS t_{name}" for name in value_names)
+    totals = ", ".join(f"sum(t_{name}) AS g_{name}" for name in value_names)
+    group = ", ".join(f"g_{name}" for name in value_names)
+    return f"""
+    SELECT day, uniqExactMerge(members) AS active, uniqExactMergeIf(members, kind = 'chat'),
+           uniqExactMergeIf(members, kind = 'completion'),
+           groupArray((kind, k1, k2, {group}, developers))
+    FROM (
+        SELECT day, kind, k1, k2, {totals}, toInt64(count()) AS developers,
+               uniqExactState(member) AS members
+        FROM (
+            SELECT day, member, kind, k1, k2, {net}
+            FROM ({union})
+            GROUP BY day, member, kind, k1, k2 HAVING t_n > 0
+        )
+        GROUP BY day, kind, k1, k2
+    )
+    GROUP BY day
+    """
+
+
+def _assistant_parts(
+    names: Mapping[str, str], join: str, *, with_partial: bool, with_whole: bool
+) -> str:
+    """The assistant rows (day, member, kind, k1, k2, values) of the spans, to be netted per
+    key: the rollup rows of the ``whole`` days, minus their race losers, plus the live raw
+    events of the ``partial`` days inside their spans."""
     window = "org = %(org)s AND day >= %(first)s AND day <= %(last)s"
     value_names = [name for name, _ in ASSISTANT_VALUES]
     keys = ", ".join(ASSISTANT_KEYS)
@@ -131,25 +160,67 @@ def assistant_sql(
             f" AND type IN {ASSISTANT_TYPES} AND ts >= from_us AND ts < to_us"
             f" AND {live(names)}"
         )
-    union = " UNION ALL ".join(parts)
-    net = ", ".join(f"sum({name}) AS t_{name}" for name in value_names)
-    totals = ", ".join(f"sum(t_{name}) AS g_{name}" for name in value_names)
-    group = ", ".join(f"g_{name}" for name in value_names)
-    return f"""
-    SELECT day, uniqExactMerge(members) AS active, uniqExactMergeIf(members, kind = 'chat'),
-           uniqExactMergeIf(members, kind = 'completion'),
-           groupArray((kind, k1, k2, {group}, developers))
-    FROM (
-        SELECT day, kind, k1, k2, {totals}, toInt64(count()) AS developers,
-               uniqExactState(member) AS members
-        FROM (
-            SELECT day, member, kind, k1, k2, {net}
-            FROM ({union})
-            GROUP BY day, member, kind, k1, k2 HAVING t_n > 0
+    return " UNION ALL ".join(parts)
+
+
+def member_usage_sql(
+    names: Mapping[str, str],
+    join: str,
+    *,
+    with_partial: bool,
+    with_whole: bool,
+    page: tuple[int, int] | None,
+) -> str:
+    """Per-member usage from the rollups, the parameters and tables of :func:`assistant_sql`.
+
+    ``page`` (offset, limit): the (day, member) pairs with a counted event, that slice of them
+    in (day, member) order (byte order: code-point order), each with the array of its (kind,
+    k1, k2, n, n_accepted, s1, s2, s3) groups; ``None``: one row, how many such pairs there
+    are. A group counts where its net event count is positive (a pair has one such group at
+    least, since the losers are copies the rollups hold)."""
+    union = _assistant_parts(names, join, with_partial=with_partial, with_whole=with_whole)
+    if page is None:
+        return (
+            "SELECT toInt64(count()) FROM (SELECT day, member"
+            f" FROM ({union}) GROUP BY day, member HAVING sum(n) > 0)"
         )
-        GROUP BY day, kind, k1, k2
+    value_names = [name for name, _ in ASSISTANT_VALUES]
+    net = ", ".join(f"sum({name}) AS t_{name}" for name in value_names)
+    group = ", ".join(f"t_{name}" for name in value_names)
+    offset, limit = page
+    return f"""
+    SELECT day, member, groupArray((kind, k1, k2, {group}))
+    FROM (
+        SELECT day, member, kind, k1, k2, {net}
+        FROM ({union})
+        GROUP BY day, member, kind, k1, k2 HAVING t_n > 0
     )
-    GROUP BY day
+    GROUP BY day, member
+    ORDER BY day, member
+    LIMIT {int(offset)}, {int(limit)}
+    """
+
+
+def member_last_sql(names: Mapping[str, str], *, pairs: bool) -> str:
+    """The latest instants of ``member_last`` (part 0) and of the race losers (part 1): per
+    (day, member) of the assistant events of the days ``%(days)s`` and members
+    ``%(members)s`` (``pairs``), or per member of the events of any type (day 0). Where a
+    loser holds the latest instant of its group, that group must be read from the raw events
+    (the rollup saw the loser); elsewhere the rollup's latest instant is a live event's."""
+    if pairs:
+        where = " AND day IN %(days)s AND member IN %(members)s"
+        kind, types, keys = "assistant", f" AND type IN {ASSISTANT_TYPES}", "day, member"
+    else:
+        where, kind, types, keys = "", "any", "", "toDate(0) AS day, member"
+    group = "day, member" if pairs else "member"
+    return f"""
+    SELECT toUInt8(0) AS part, {keys}, maxMerge(hi) AS last
+    FROM {names["member_last"]}
+    WHERE org = %(org)s AND kind = '{kind}'{where} GROUP BY {group}
+    UNION ALL
+    SELECT toUInt8(1) AS part, {keys}, max(ts) AS last
+    FROM {names["event_losers"]}
+    WHERE org = %(org)s{where}{types} GROUP BY {group}
     """
 
 

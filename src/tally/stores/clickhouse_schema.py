@@ -10,7 +10,10 @@ Rollups (per org day and member, free of any directory fact, like the DuckDB sto
 - ``app_day``: per (app, day, kind, resource) and insert block, the delta sum and the latest
   event (ts, id, records);
 - ``day_bounds`` (AggregatingMergeTree): per org day the first and last instant of its events,
-  which tells a reader whether a member span covers a day's events whole.
+  which tells a reader whether a member span covers a day's events whole;
+- ``member_last`` (AggregatingMergeTree): per (kind, day, member) the latest instant of the
+  member's events of any type (kind ``any``) and of its assistant events (kind ``assistant``):
+  the last visit and each member-day's last counted event, without raw events.
 
 The views see every stored copy, race losers included; readers subtract the losers' rows (kept
 whole in ``event_losers``), so the rollups stay exact. Every statement here is accepted by
@@ -107,6 +110,10 @@ def tables(db: str, suffix: str) -> list[str]:
         " (org String, day Date, lo AggregateFunction(min, Int64),"
         " hi AggregateFunction(max, Int64))"
         " ENGINE = AggregatingMergeTree ORDER BY (org, day)",
+        f"CREATE TABLE IF NOT EXISTS {db}.member_last{suffix}"
+        " (org String, kind String, day Date, member String, hi AggregateFunction(max, Int64))"
+        " ENGINE = AggregatingMergeTree PARTITION BY toYYYYMM(day)"
+        " ORDER BY (org, kind, day, member)",
     ]
 
 
@@ -119,6 +126,7 @@ TABLES = (
     "activity_day",
     "app_day",
     "day_bounds",
+    "member_last",
 )
 #: The tables written by the store itself (the others by the views, shard-locally).
 BY_ID = ("events", "event_ids", "event_losers")
@@ -154,4 +162,34 @@ def views(db: str, suffix: str) -> list[str]:
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.day_bounds_view{suffix}"
         f" TO {db}.day_bounds{suffix} AS SELECT org, day, minState(ts) AS lo,"
         f" maxState(ts) AS hi FROM {src} GROUP BY org, day",
+        *(
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.member_last_{kind}_view{suffix}"
+            f" TO {db}.member_last{suffix} AS {select}"
+            for kind, select in _member_last_selects(src).items()
+        ),
+    ]
+
+
+def _member_last_selects(src: str) -> dict[str, str]:
+    """Per ``member_last`` kind, the rows of the events of ``src``."""
+    return {
+        kind: f"SELECT org, '{kind}' AS kind, day, member, maxState(ts) AS hi FROM {src}"
+        f"{where} GROUP BY org, day, member"
+        for kind, where in (("any", ""), ("assistant", f" WHERE type IN {ASSISTANT_TYPES}"))
+    }
+
+
+#: Rollup tables added after the first release, each with the statements that fill it from the
+#: events already stored (run once, right after the table and its views are created: the views
+#: catch the inserts from then on, and an insert caught twice is harmless, a ``max`` state).
+ADDED_TABLES = ("member_last",)
+
+
+def backfill(db: str, suffix: str, table: str) -> list[str]:
+    """The statements that fill the added rollup ``table`` from ``events``."""
+    assert table == "member_last"
+    src = f"{db}.events{suffix}"
+    return [
+        f"INSERT INTO {db}.member_last{suffix} (org, kind, day, member, hi) {select}"
+        for select in _member_last_selects(src).values()
     ]

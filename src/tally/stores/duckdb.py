@@ -160,6 +160,11 @@ class DuckDBStore(Store):
         self._appends = 0
         self._last_write = time.monotonic()
         self._migrate()
+        empty = "SELECT NOT EXISTS (SELECT 1 FROM {})"
+        if self._db.execute(empty.format("member_last")).fetchone() == (True,) and (
+            self._db.execute(empty.format("events")).fetchone() == (False,)
+        ):  # a file of a version without it: its events, none of its rows
+            rollups.fill_member_last(self._db)
 
     def _migrate(self) -> None:
         """Bring a file of an older schema version up to this one (a new file: just stamp it)."""
@@ -750,57 +755,66 @@ class DuckDBStore(Store):
         offset: int = 0,
         limit: int | None = None,
     ) -> MemberUsage:
-        """From the member-day rollups (the raw events only for the spans' partial days and
-        for the latest event time of the page's member-days), in one read transaction."""
+        """The page's pairs and their latest instants from ``member_last``, then the page's
+        member-day rows (the raw events only for the spans' partial pieces), in one read
+        transaction."""
         if not self.rollups:
             return super().member_usage(
                 org_id, spans, first_day, last_day, offset=offset, limit=limit
             )
         if not spans:
             return MemberUsage(total=0, days=[])
-        cursor = self._cursor()
-        params: dict[str, Any] = {
+        org = self.get_org(org_id)
+        assert org is not None
+        whole, partial = rollups.split_spans(spans, org.timezone, first_day, last_day)
+        pieces, piece_params = _pieces(partial)
+        params = {
             "org": org_id,
             "first": first_day,
             "last": last_day,
-            "days": None,
             "offset": offset,
             "limit": limit if limit is not None else 2**62,
+            **piece_params,
         }
+        cursor = self._cursor()
         cursor.execute("BEGIN TRANSACTION")  # one snapshot for both statements
         try:
-            with self._span_tables(cursor, org_id, spans, first_day, last_day):
-                head, *rows = cursor.execute(rollups.MEMBER_USAGE_SQL, params).fetchall()
-            pairs = sorted({(row[0], row[1]) for row in rows})
-            latest = self._member_last_events(cursor, org_id, spans, pairs)
+            with (
+                _registered(cursor, "whole_days", whole),
+                _registered(cursor, "partial_spans", partial),
+            ):
+                head, *page = cursor.execute(rollups.member_pairs_sql(pieces), params).fetchall()
+                rows = self._page_rows(cursor, org_id, page, pieces, piece_params)
         finally:
             cursor.execute("COMMIT")
-        return MemberUsage(total=int(head[5]), days=_member_days(rows, latest))
+        latest = {(day, member): last_ts for day, member, last_ts, _ in page}
+        return MemberUsage(total=int(head[2]), days=_member_days(rows, latest))
 
     @staticmethod
-    def _member_last_events(
+    def _page_rows(
         cursor: duckdb.DuckDBPyConnection,
         org_id: str,
-        spans: Sequence[MemberSpan],
-        pairs: Sequence[tuple[date, str]],
-    ) -> dict[tuple[date, str], int]:
-        if not pairs:
-            return {}
-        members = {member for _, member in pairs}
-        days = sorted({day for day, _ in pairs})
-        mine = [s for s in spans if s.member in members]
-        with _registered(cursor, "usage_spans", _span_table(mine)):
-            rows = cursor.execute(
-                rollups.MEMBER_LAST_EVENT_SQL,
-                {
-                    "org": org_id,
-                    "first": days[0],
-                    "last": days[-1],
-                    "days": days,
-                    "members": sorted(members),
-                },
-            ).fetchall()
-        return {(day, member): ts for day, member, ts in rows}
+        page: list[tuple[Any, ...]],
+        pieces: int | None,
+        piece_params: dict[str, Any],
+    ) -> list[tuple[Any, ...]]:
+        """The member-day rows of the page's (day, member, last_ts, whole) pairs; the partial
+        pieces (as :func:`_pieces` names them) are read only if a pair is not whole."""
+        if not page:
+            return []
+        days = sorted({day for day, *_ in page})
+        whole = [bool(row[3]) for row in page]
+        pairs = pa.table(
+            {"day": [row[0] for row in page], "member": [row[1] for row in page], "whole": whole},
+            schema=PAGE_PAIRS_SCHEMA,
+        )
+        params = {"org": org_id, "first": days[0], "last": days[-1], "days": days}
+        if all(whole):
+            pieces = 0
+        else:
+            params.update(piece_params)
+        with _registered(cursor, "page_pairs", pairs):
+            return cursor.execute(rollups.page_rows_sql(pieces), params).fetchall()
 
     def assistant_day_totals(
         self, org_id: str, spans: Sequence[MemberSpan], first_day: date, last_day: date
@@ -1197,7 +1211,7 @@ def _assistant_days(rows: list[tuple[Any, ...]]) -> list[AssistantDay]:
 def _member_days(
     rows: Sequence[tuple[Any, ...]], latest: Mapping[tuple[date, str], int]
 ) -> list[MemberDay]:
-    """Assemble the page rows of ``rollups.MEMBER_USAGE_SQL`` (ordered by day, member, kind
+    """Assemble the page rows of ``rollups.PAGE_ROWS_SQL`` (ordered by day, member, kind
     and keys) into records; ``latest``: each pair's latest counted event."""
     days: list[MemberDay] = []
     key: tuple[date, str] | None = None
@@ -1304,6 +1318,24 @@ def _active_members(rows: list[tuple[Any, ...]]) -> ActiveMembers:
         per_day={(r[0], r[1]): r[4] for r in rows if r[5] == 0},
         per_month={(r[0], r[2], r[3]): r[4] for r in rows if r[5] == 1},
     )
+
+
+def _pieces(partial: pa.Table) -> tuple[int | None, dict[str, Any]]:
+    """How ``rollups.partial_events_sql`` reads the partial pieces of ``partial`` (member,
+    from_us, to_us), and the parameters naming them (none beyond ``rollups.PIECES_APART``)."""
+    if partial.num_rows > rollups.PIECES_APART:
+        return None, {}
+    params: dict[str, Any] = {}
+    for i, (member, from_us, to_us) in enumerate(
+        zip(*(partial[c].to_pylist() for c in ("member", "from_us", "to_us")), strict=True)
+    ):
+        params.update({f"pm{i}": member, f"pf{i}": from_us, f"pt{i}": to_us})
+    return partial.num_rows, params
+
+
+PAGE_PAIRS_SCHEMA = pa.schema(
+    [("day", pa.date32()), ("member", pa.string()), ("whole", pa.bool_())]
+)
 
 
 def _span_table(spans: Sequence[MemberSpan]) -> pa.Table:

@@ -8,7 +8,9 @@ invalidates them; the engine applies the directory at query time):
   ``activity_day``, the same columns for ``any`` (every event: the member was active) and
   ``workspace`` (workspace id), apart so that each API scans only its own rows;
 - ``app_day``: per org day, app and kind, the resource delta sums and the latest data / visit /
-  edit of the day.
+  edit of the day;
+- ``member_last``: per org day, member and kind (``any``: every event; ``assistant``: the
+  ``completion``, ``chat`` and ``code`` events) the latest instant, compacted by ``max``.
 
 Two second levels sit on top, in their own modules: ``duckdb_departments`` (per department
 subtree and day) and ``duckdb_activity`` (distinct active members per day and month); this module
@@ -46,6 +48,10 @@ CREATE TABLE IF NOT EXISTS activity_day (
     k1 VARCHAR NOT NULL, k2 VARCHAR NOT NULL,
     n BIGINT NOT NULL, n_accepted BIGINT NOT NULL, s1 BIGINT NOT NULL, s2 BIGINT NOT NULL,
     s3 BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS member_last (
+    org VARCHAR NOT NULL, day DATE NOT NULL, member VARCHAR NOT NULL, kind VARCHAR NOT NULL,
+    last_ts BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS app_day (
     org VARCHAR NOT NULL, day DATE NOT NULL, app VARCHAR NOT NULL, kind VARCHAR NOT NULL,
@@ -104,6 +110,13 @@ SELECT org, day, app, type, '', 0, max(ts), arg_max(id, (ts, id)), NULL
   FROM {src} WHERE type IN ('app_visit', 'app_edit') GROUP BY org, day, app, type
 """
 
+_MEMBER_LAST_FROM = """
+SELECT org, day, member, 'any', max(ts) FROM {src} GROUP BY org, day, member
+UNION ALL
+SELECT org, day, member, 'assistant', max(ts)
+  FROM {src} WHERE type IN ('completion', 'chat', 'code') GROUP BY org, day, member
+"""
+
 #: Member-day kinds kept apart in ``activity_day`` (the environment statistics read only those),
 #: so neither API scans the other's rows.
 ACTIVITY_KINDS = ("any", "workspace")
@@ -125,6 +138,11 @@ SELECT org, day, app, kind, resource, sum(total), max(last_ts),
   FROM app_day WHERE org = $org AND day IN (SELECT unnest($days::DATE[]))
  GROUP BY ALL
 """
+_MEMBER_LAST_COMPACT = """
+SELECT org, day, member, kind, max(last_ts)
+  FROM member_last WHERE org = $org AND day IN (SELECT unnest($days::DATE[]))
+ GROUP BY ALL
+"""
 
 
 def add(cursor: duckdb.DuckDBPyConnection, org_id: str, events: Iterable[StoredEvent]) -> None:
@@ -136,9 +154,13 @@ def add(cursor: duckdb.DuckDBPyConnection, org_id: str, events: Iterable[StoredE
     """
     member_rows: dict[tuple[Any, ...], list[int]] = {}
     app_rows: dict[tuple[Any, ...], list[Any]] = {}
+    last_rows: dict[tuple[Any, ...], list[int]] = {}
     for e in events:
         _add(member_rows, (e.day, e.member, "any", "", ""), 1, 0, 0, 0, 0)
         kind = e.type
+        _latest(last_rows, (e.day, e.member, "any"), e.ts)
+        if kind in ASSISTANT_KINDS:
+            _latest(last_rows, (e.day, e.member, "assistant"), e.ts)
         if kind == "completion":
             _add(
                 member_rows,
@@ -184,6 +206,7 @@ def add(cursor: duckdb.DuckDBPyConnection, org_id: str, events: Iterable[StoredE
         rows = {key: values for key, values in member_rows.items() if table_of(key[2]) == table}
         _insert(cursor, table, org_id, rows, MEMBER_DAY_SCHEMA)
     _insert(cursor, "app_day", org_id, app_rows, APP_DAY_SCHEMA)
+    _insert(cursor, "member_last", org_id, last_rows, MEMBER_LAST_SCHEMA)
 
 
 def add_table(cursor: duckdb.DuckDBPyConnection, source: str) -> None:
@@ -191,6 +214,24 @@ def add_table(cursor: duckdb.DuckDBPyConnection, source: str) -> None:
     the cheaper way for a bulk import's large batches."""
     _insert_member_days(cursor, member_day_from(source), {})
     cursor.execute(f"INSERT INTO app_day {_APP_DAY_FROM.format(src=source)}")
+    cursor.execute(f"INSERT INTO member_last {_MEMBER_LAST_FROM.format(src=source)}")
+
+
+def fill_member_last(cursor: duckdb.DuckDBPyConnection) -> None:
+    """A file of a version without ``member_last`` (its events, none of its rows): fill it
+    from the events of every organization."""
+    cursor.execute(
+        "INSERT INTO member_last SELECT * FROM"
+        f" ({_MEMBER_LAST_FROM.format(src='events')}) ORDER BY day, member"
+    )
+
+
+def _latest(rows: dict[tuple[Any, ...], list[int]], key: tuple[Any, ...], ts: int) -> None:
+    current = rows.get(key)
+    if current is None:
+        rows[key] = [ts]
+    elif ts > current[0]:
+        current[0] = ts
 
 
 def _insert_member_days(
@@ -258,6 +299,15 @@ MEMBER_DAY_SCHEMA = pa.schema(
         ("s3", pa.int64()),
     ]
 )
+MEMBER_LAST_SCHEMA = pa.schema(
+    [
+        ("org", pa.string()),
+        ("day", pa.date32()),
+        ("member", pa.string()),
+        ("kind", pa.string()),
+        ("last_ts", pa.int64()),
+    ]
+)
 APP_DAY_SCHEMA = pa.schema(
     [
         ("org", pa.string()),
@@ -276,12 +326,17 @@ APP_DAY_SCHEMA = pa.schema(
 def rebuild(cursor: duckdb.DuckDBPyConnection, org_id: str) -> None:
     """Recompute an organization's rollups from its raw events (one compact row per key)."""
     params = {"org": org_id}
-    for table in ("member_day", "activity_day", "app_day"):
+    for table in ("member_day", "activity_day", "app_day", "member_last"):
         cursor.execute(f"DELETE FROM {table} WHERE org = $org", params)
     source = "(SELECT * FROM events WHERE org = $org)"
     _insert_member_days(cursor, member_day_from(source), params)
     cursor.execute(
         f"INSERT INTO app_day SELECT * FROM ({_APP_DAY_FROM.format(src=source)}) ORDER BY day, app",
+        params,
+    )
+    cursor.execute(
+        "INSERT INTO member_last SELECT * FROM"
+        f" ({_MEMBER_LAST_FROM.format(src=source)}) ORDER BY day, member",
         params,
     )
 
@@ -295,6 +350,7 @@ def compact(cursor: duckdb.DuckDBPyConnection, org_id: str, days: Iterable[date]
         ("member_day", _MEMBER_DAY_COMPACT.format(table="member_day")),
         ("activity_day", _MEMBER_DAY_COMPACT.format(table="activity_day")),
         ("app_day", _APP_DAY_COMPACT),
+        ("member_last", _MEMBER_LAST_COMPACT),
     ):
         cursor.execute(f"CREATE OR REPLACE TEMP TABLE compacted_rows AS {select}", params)
         cursor.execute(
@@ -499,52 +555,103 @@ def mark_fresh(
 
 # -- per-member usage and last events ------------------------------------------------------
 
-#: The member-day rows of the spans (``whole_days``, ``partial_spans``) summed per key, then:
-#: first a row counting the active (day, member) pairs (``n``; ``day`` NULL), and the rows of
-#: the pairs ``$offset ..`` ``$offset + $limit`` in (day, member) order, each pair's rows
-#: ordered by kind and keys (byte order: code-point order), which is the breakdowns' order.
-MEMBER_USAGE_SQL = f"""
-WITH hits AS MATERIALIZED (
-    SELECT day, member, kind, k1, k2, sum(n) AS n, sum(n_accepted) AS n_accepted,
-           sum(s1) AS s1, sum(s2) AS s2, sum(s3) AS s3
-      FROM ({span_rows_sql(ASSISTANT_KINDS)}) GROUP BY day, member, kind, k1, k2
-),
-pairs AS MATERIALIZED (SELECT DISTINCT day, member FROM hits),
-page AS MATERIALIZED (
-    SELECT day, member FROM pairs ORDER BY day, member LIMIT $limit OFFSET $offset
+_ASSISTANT_TYPES = "('completion', 'chat', 'code')"
+
+#: Partial pieces up to which :func:`partial_events_sql` reads each piece's events by its own
+#: instants (the events table's zone maps on ``ts`` skip the rest); beyond, one join.
+PIECES_APART = 64
+
+
+def partial_events_sql(pieces: int | None, where: str) -> str:
+    """The assistant events (``events`` columns) of the spans' partial pieces matching
+    ``where`` (on ``e``): ``pieces`` of them named by parameters ``$pm{i}``, ``$pf{i}``,
+    ``$pt{i}`` (member, from, to) each read apart; ``None``: the registered ``partial_spans``."""
+    types = f"e.type IN {_ASSISTANT_TYPES} AND {where}"
+    if pieces is None:
+        return (
+            "(SELECT e.* FROM events AS e JOIN partial_spans AS p"
+            " ON e.member = p.member AND e.ts >= p.from_us AND e.ts < p.to_us"
+            f" WHERE {types})"
+        )
+    return (
+        "("
+        + " UNION ALL ".join(
+            f"SELECT e.* FROM events AS e WHERE e.member = $pm{i} AND e.ts >= $pf{i}"
+            f" AND e.ts < $pt{i} AND {types}"
+            for i in range(pieces)
+        )
+        + ")"
+    )
+
+
+_ASSISTANT_TYPES = "('completion', 'chat', 'code')"
+
+
+def member_pairs_sql(pieces: int | None) -> str:
+    """The (day, member) pairs of the spans (``whole_days``; the partial pieces as
+    :func:`partial_events_sql` names them, ``0``: none) with a counted event, from
+    ``member_last`` (the raw events for the partial pieces), each with its latest counted
+    instant and whether the spans hold its day whole: first one row counting them (``day``
+    NULL; the count in ``last_ts``), then the pairs ``$offset .. $offset + $limit`` in (day,
+    member) order (byte order: code-point order)."""
+    partial = ""
+    if pieces != 0:
+        events = partial_events_sql(pieces, "e.org = $org AND e.day BETWEEN $first AND $last")
+        partial = f"UNION ALL SELECT day, member, ts, false FROM {events} AS e"
+    return f"""
+WITH pairs AS MATERIALIZED (
+    SELECT day, member, max(last_ts) AS last_ts, bool_or(whole) AS whole FROM (
+        SELECT l.day, l.member, l.last_ts, true AS whole
+          FROM member_last AS l
+          JOIN whole_days AS w
+            ON l.member = w.member AND l.day BETWEEN w.first_day AND w.last_day
+         WHERE l.org = $org AND l.day BETWEEN $first AND $last AND l.kind = 'assistant'
+        {partial}
+    ) GROUP BY day, member
 )
-SELECT NULL::DATE AS day, NULL::VARCHAR AS member, NULL::VARCHAR AS kind,
-       NULL::VARCHAR AS k1, NULL::VARCHAR AS k2, count(*) AS n, 0, 0, 0, 0
+SELECT NULL::DATE AS day, NULL::VARCHAR AS member, count(*) AS last_ts, NULL::BOOLEAN AS whole
   FROM pairs
 UNION ALL
-SELECT h.day, h.member, h.kind, h.k1, h.k2, h.n, h.n_accepted, h.s1, h.s2, h.s3
-  FROM hits AS h SEMI JOIN page AS p ON h.day = p.day AND h.member = p.member
-ORDER BY day NULLS FIRST, member, kind, k1, k2
+(SELECT day, member, last_ts, whole FROM pairs ORDER BY day, member LIMIT $limit OFFSET $offset)
 """
 
-#: The latest counted event of the page's (day, member) pairs: the rollups keep no times, so
-#: this reads the raw events, of the page's days and members only (``$days`` and ``$members``
-#: the page's; ``usage_spans`` the spans of its members).
-MEMBER_LAST_EVENT_SQL = """
-SELECT e.day, e.member, max(e.ts)
-  FROM events AS e
-  JOIN usage_spans AS s ON e.member = s.member AND e.ts >= s.from_us AND e.ts < s.to_us
- WHERE e.org = $org AND e.day BETWEEN $first AND $last AND list_contains($days, e.day)
-   AND list_contains($members, e.member) AND e.type IN ('completion', 'chat', 'code')
- GROUP BY e.day, e.member
-"""
 
-#: Each member's latest event of any type: ``activity_day`` names the member's last active
-#: day, and only the raw events of those days are read for the time.
-LATEST_EVENT_SQL = """
-WITH last_day AS MATERIALIZED (
-    SELECT member, max(day) AS day FROM activity_day
-     WHERE org = $org AND kind = 'any' GROUP BY member
+def page_rows_sql(pieces: int | None) -> str:
+    """The member-day rows of the registered ``page_pairs`` (day, member, whole) summed per
+    key, ordered by day, member, kind and keys (the breakdowns' order): from ``member_day`` for
+    the pairs held whole, from the raw events of the partial pieces (as in
+    :func:`member_pairs_sql`) for the others. ``$days`` lists the page's days (``$first ..
+    $last`` their range)."""
+    partial = ""
+    if pieces != 0:
+        events = partial_events_sql(
+            pieces,
+            "e.org = $org AND e.day BETWEEN $first AND $last AND list_contains($days, e.day)",
+        )
+        source = (
+            f"(SELECT e.* FROM {events} AS e"
+            " JOIN page_pairs AS q ON e.day = q.day AND e.member = q.member AND NOT q.whole)"
+        )
+        partial = f"""
+    UNION ALL
+    SELECT day, member, kind, k1, k2, n, n_accepted, s1, s2, s3 FROM (
+        {member_day_from(source, "org", ASSISTANT_KINDS)}
+    ) AS p(org, day, member, kind, k1, k2, n, n_accepted, s1, s2, s3)"""
+    return f"""
+SELECT day, member, kind, k1, k2, sum(n), sum(n_accepted), sum(s1), sum(s2), sum(s3) FROM (
+    SELECT r.day, r.member, r.kind, r.k1, r.k2, r.n, r.n_accepted, r.s1, r.s2, r.s3
+      FROM member_day AS r
+      JOIN page_pairs AS q ON r.day = q.day AND r.member = q.member AND q.whole
+     WHERE r.org = $org AND r.day BETWEEN $first AND $last AND list_contains($days, r.day){partial}
 )
-SELECT e.member, max(e.ts)
-  FROM events AS e JOIN last_day AS l ON e.member = l.member AND e.day = l.day
- WHERE e.org = $org AND e.day >= (SELECT min(day) FROM last_day)
- GROUP BY e.member
+GROUP BY day, member, kind, k1, k2
+ORDER BY day, member, kind, k1, k2
+"""
+
+
+#: Each member's latest event of any type.
+LATEST_EVENT_SQL = """
+SELECT member, max(last_ts) FROM member_last WHERE org = $org AND kind = 'any' GROUP BY member
 """
 
 #: The assistant's member-day rows of the members of ``span_members`` on the days ``$first ..
