@@ -544,6 +544,29 @@ class DuckDBStore(Store):
         rows = self._rows("SELECT count(*) FROM events WHERE org = ?", [org_id])
         return int(rows[0][0])
 
+    def event_batches(
+        self, org_id: str, *, start_us: int, end_us: int, batch_rows: int
+    ) -> Iterator[pa.Table]:
+        """Keyset pages read as Arrow: each page is one whole query, so no result stays open
+        on a cursor between two batches (the caller may take them on different threads)."""
+        after: tuple[int, str] | None = None
+        while True:
+            where = "org = ? AND ts >= ? AND ts < ?"
+            params: list[Any] = [org_id, start_us, end_us]
+            if after is not None:
+                where += " AND (ts, id) > (?, ?)"
+                params.extend(after)
+            sql = (
+                f"SELECT {_EVENT_SELECT} FROM events WHERE {where}"
+                f" ORDER BY ts, id LIMIT {int(batch_rows)}"
+            )
+            table = self._cursor().sql(sql, params=params).to_arrow_table()
+            if table.num_rows:
+                yield table
+            if table.num_rows < batch_rows:
+                return
+            after = (table["ts"][-1].as_py(), table["id"][-1].as_py())
+
     # -- department usage ------------------------------------------------------------------
     def assistant_usage(
         self,
