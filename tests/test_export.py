@@ -514,6 +514,25 @@ def test_cli_export_writes_the_file_the_api_answers(
     assert expected.startswith(b"department_id,department_name,day,kind,")
 
 
+def test_cli_export_reads_the_format_from_the_output_suffix(
+    client: TestClient, tally: Tally, acme: str, tmp_path: Path
+) -> None:
+    expected = get_export(client, acme, "app_days", format="parquet").content
+    tally.close()
+    out = tmp_path / "apps.parquet"
+    result = CliRunner().invoke(
+        cli,
+        ["export", "--db", str(tally.settings.db_path), "--org", "acme", "app_days",
+         "--start", "2026-03-10", "--end", "2026-03-12", "--output", str(out)],
+        env={"TALLY_NOW": NOW.isoformat()},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(out).equals(pq.read_table(io.BytesIO(expected)))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("apps")) == [
+        "apps.parquet"
+    ]
+
+
 def test_cli_export_refuses_an_unknown_dataset(tally: Tally, tmp_path: Path) -> None:
     tally.close()
     result = CliRunner().invoke(

@@ -453,9 +453,14 @@ def export_(
             sys.stdout.buffer.flush()
             return
         path = Path(output or found.filename)
+        partial = path.with_name(path.name + ".partial")  # no half-written file at ``path``
         size = 0
-        with path.open("wb") as handle:
-            for chunk in found.chunks:
-                handle.write(chunk)
-                size += len(chunk)
+        try:
+            with partial.open("wb") as handle:
+                for chunk in found.chunks:
+                    handle.write(chunk)
+                    size += len(chunk)
+            partial.replace(path)
+        finally:
+            partial.unlink(missing_ok=True)
         click.echo(f"wrote {path} ({size:,} bytes)", err=True)
