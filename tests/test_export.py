@@ -631,3 +631,21 @@ def test_default_store_paging_matches_the_duckdb_pages(tally: Tally, acme: str) 
     assert [t.num_rows for t in fallback] == [4, 4, 4, 3]
     assert pa.concat_tables(fallback).to_pylist() == native.to_pylist()
     assert native["id"].to_pylist()[:3] == ["x0", "e1", "e2"]
+
+
+def test_csv_instants_carry_the_offset_of_their_own_moment() -> None:
+    """New York moves from -05:00 to -04:00 at 2026-03-08 07:00Z; one microsecond before and at
+    that instant, and a negative (pre-1970) instant."""
+    zone = pa.timestamp("us", tz="America/New_York")
+    switch = int(datetime(2026, 3, 8, 7, tzinfo=UTC).timestamp()) * 1_000_000
+    micros = pa.array([switch - 1, switch, -1, None], pa.int64())
+    schema = pa.schema([("at", zone)])
+    table = pa.table([micros.cast(pa.timestamp("us", tz="UTC")).cast(zone)], schema=schema)
+    assert b"".join(csv_chunks(schema, [table])).decode().split("\r\n") == [
+        "at",
+        '"2026-03-08T01:59:59.999999-05:00"',
+        '"2026-03-08T03:00:00.000000-04:00"',
+        '"1969-12-31T18:59:59.999999-05:00"',
+        "",
+        "",
+    ]

@@ -49,12 +49,27 @@ def _csv_ready(table: pa.Table) -> pa.Table:
     """``table`` with each timestamp column turned into RFC 3339 text in its own zone."""
     for i, field in enumerate(table.schema):
         if pa.types.is_timestamp(field.type):
-            text = pc.strftime(table[field.name], format="%Y-%m-%dT%H:%M:%S%z")
-            text = pc.replace_substring_regex(
-                text, pattern=r"([+-]\d\d)(\d\d)$", replacement=r"\1:\2"
-            )
-            table = table.set_column(i, field.name, text)
+            table = table.set_column(i, field.name, rfc3339(table[field.name]))
     return table
+
+
+def rfc3339(instants: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Zoned timestamps as ``YYYY-MM-DDTHH:MM:SS.ffffff+HH:MM``, the wall time and offset of
+    their zone at each instant (vectorised: the wall time cast to text, and the few distinct
+    offsets formatted once; ``strftime`` is ten times slower)."""
+    local = pc.local_timestamp(instants)
+    text = pc.utf8_replace_slice(local.cast(pa.string()), start=10, stop=11, replacement="T")
+    offsets = pc.subtract(local.cast(pa.int64()), instants.cast(pa.int64()))
+    distinct = pc.unique(offsets)
+    labels = pa.array([_offset(us) for us in distinct.to_pylist()], pa.string())
+    return pc.binary_join_element_wise(text, pc.take(labels, pc.index_in(offsets, distinct)), "")
+
+
+def _offset(micros: int | None) -> str | None:
+    if micros is None:
+        return None
+    minutes = abs(micros) // 60_000_000
+    return f"{'-' if micros < 0 else '+'}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 # -- Parquet ---------------------------------------------------------------------------------
