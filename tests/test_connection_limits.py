@@ -90,7 +90,7 @@ def test_a_body_that_stops_half_way_gets_408_in_the_apis_shape(server: ServerPro
     with _connect(server) as sock:
         sock.sendall(
             b"POST /api/v1/orgs/acme/events HTTP/1.1\r\nHost: tally\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n[{\"id\":"
+            b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n[{"id":'
         )
         status, body = _status_and_body(_read_until_closed(sock))
     assert status == 408

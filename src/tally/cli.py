@@ -530,3 +530,66 @@ def _problem(text: str) -> str:
     except (msgspec.DecodeError, AttributeError):
         return text
     return str(detail) if detail else text
+
+
+@cli.command("export")
+@store_options
+@click.option("--org", "org_id", required=True, help="Organization id.")
+@click.argument("dataset")
+@click.option("--start", "start", required=True, help="First org day, YYYY-MM-DD.")
+@click.option("--end", "end", required=True, help="Last org day (inclusive), YYYY-MM-DD.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "parquet"]),
+    default=None,
+    help="File format (default: from --output's suffix, else csv).",
+)
+@click.option(
+    "--output",
+    "output",
+    default=None,
+    help="File to write (default: the API's file name, in the current directory; - for stdout).",
+)
+def export_(
+    where: dict[str, Any],
+    org_id: str,
+    dataset: str,
+    start: str,
+    end: str,
+    fmt: str | None,
+    output: str | None,
+) -> None:
+    """Export DATASET of ORG (events, department_days, member_days, activity_days, app_days)
+    over the org days START..END: the same file as GET /api/v1/orgs/{org}/export/{dataset}."""
+    from tally.export import export
+    from tally.timeutil import parse_date
+
+    try:
+        first, last = parse_date(start), parse_date(end)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    if fmt is None:
+        fmt = "parquet" if output and output.lower().endswith(".parquet") else "csv"
+    with _open(where) as tally:
+        try:
+            found = export(tally, org_id, dataset, first, last, fmt)
+        except TallyError as exc:
+            raise click.ClickException(exc.detail) from exc
+        if output == "-":
+            for chunk in found.chunks:
+                sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+            return
+        path = Path(output or found.filename)
+        partial = path.with_name(path.name + ".partial")  # no half-written file at ``path``
+        size = 0
+        try:
+            with partial.open("wb") as handle:
+                for chunk in found.chunks:
+                    handle.write(chunk)
+                    size += len(chunk)
+            partial.replace(path)
+        finally:
+            partial.unlink(missing_ok=True)
+        click.echo(f"wrote {path} ({size:,} bytes)", err=True)

@@ -96,6 +96,8 @@ class Settings:
     small_body_bytes: int = 256 * 1024
     #: Rows per events list page of Tally's own API.
     events_page_max: int = 1000
+    #: Largest window of an export (``GET .../export/{dataset}``, ``tally export``), in days.
+    export_max_days: int = 366
     #: Cap on the store's buffer memory (DuckDB ``memory_limit``, e.g. ``1GB``; empty: default).
     store_memory_limit: str = ""
     #: Write-ahead log size past which the store checkpoints into the file (DuckDB

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tally.api.apps import AppsAPI
 from tally.api.base import Facade, JSONResponse
 from tally.api.environment import EnvironmentAPI
+from tally.api.export import ExportAPI
 from tally.api.lingma import LingmaAPI
 from tally.api.openapi import DOCS_STYLE, build_openapi, docs_page
 from tally.api.platform import PlatformAPI
@@ -29,6 +30,7 @@ from tally.web.routes import ui_routes
 
 #: The API families, in routing order. A new vendor API is one module plus one entry here.
 FACADES: list[type[Facade]] = [TallyAPI, LingmaAPI, PlatformAPI, EnvironmentAPI, AppsAPI]
+FACADES.append(ExportAPI)
 
 
 def _style_hash(style: str) -> str:

@@ -82,8 +82,8 @@ class Operation:
     errors: Sequence[int] = ()
     #: Whether a request must carry a body (the OpenAPI document says so).
     body_required: bool = True
-    #: The media type of a successful answer (``response`` is then its schema, or ``None``).
-    response_media: str = "application/json"
+    #: The media type(s) of a successful answer: JSON (``response`` is its schema), or files.
+    response_media: str | tuple[str, ...] = "application/json"
 
 
 class Facade:

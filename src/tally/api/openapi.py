@@ -75,7 +75,8 @@ def _success(op: Operation, by_type: dict[int, Any]) -> dict[str, Any]:
         return {"description": "Done (no body)"}
     if op.response_media != "application/json":
         binary = {"type": "string", "format": "binary"}
-        return {"description": "OK", "content": {op.response_media: {"schema": binary}}}
+        medias = (op.response_media,) if isinstance(op.response_media, str) else op.response_media
+        return {"description": "OK", "content": {m: {"schema": binary} for m in medias}}
     schema = by_type.get(id(op.response), {})
     return {"description": "OK", "content": {"application/json": {"schema": schema}}}
 

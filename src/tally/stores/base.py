@@ -23,7 +23,7 @@ import msgspec
 import pyarrow as pa
 
 from tally.model.directory import App, Department, Directory, Member, Organization, Workspace
-from tally.model.events import StoredEvent
+from tally.model.events import STORED_SCHEMA, StoredEvent
 from tally.timeutil import to_micros
 from tally.tokens import TokenRecord
 
@@ -140,6 +140,28 @@ class EventStore(ABC):
         """What the store takes on disk, in bytes, for the operational metrics (``None``: this
         store cannot tell)."""
         return None
+
+    def event_batches(
+        self, org_id: str, *, start_us: int, end_us: int, batch_rows: int
+    ) -> Iterator[pa.Table]:
+        """Every event with ``start_us <= ts < end_us`` ordered by (ts, id), as Arrow tables of
+        at most ``batch_rows`` rows in the columns of ``StoredEvent`` (an export streams them:
+        one batch in memory at a time, whatever the window holds).
+
+        This default pages through :meth:`list_events`; a store that reads Arrow natively
+        answers each page as a table directly.
+        """
+        schema = pa.schema([f for f in STORED_SCHEMA if f.name != "org"])
+        after: tuple[int, str] | None = None
+        while True:
+            rows = self.list_events(
+                org_id, start_us=start_us, end_us=end_us, after=after, limit=batch_rows
+            )
+            if rows:
+                yield pa.Table.from_pylist([msgspec.structs.asdict(r) for r in rows], schema)
+            if len(rows) < batch_rows:
+                return
+            after = (rows[-1].ts, rows[-1].id)
 
     @abstractmethod
     def rebuild_rollups(self, org_id: str) -> None:

@@ -62,6 +62,8 @@ log = logging.getLogger("tally.store")
 SCHEMA_VERSION = 6
 #: Appends between two compactions of the rollup deltas they touched.
 COMPACT_EVERY = 200
+#: The time slice an export reads at once (one day).
+EVENT_SLICE_US = 86_400_000_000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
@@ -674,6 +676,45 @@ class DuckDBStore(Store):
     def count_events(self, org_id: str) -> int:
         rows = self._rows("SELECT count(*) FROM events WHERE org = ?", [org_id])
         return int(rows[0][0])
+
+    def event_batches(
+        self, org_id: str, *, start_us: int, end_us: int, batch_rows: int
+    ) -> Iterator[pa.Table]:
+        """The window read one slice of time (``EVENT_SLICE_US``) at a time, each slice in
+        keyset pages bounded by the slice's end: a page's query then touches only the row
+        groups of its slice (events are stored roughly in time order), never the rest of the
+        window, and no result stays open on a cursor between two pages (the caller may take
+        them on different threads). Slices are gathered into tables of about ``batch_rows``."""
+        pending: list[pa.Table] = []
+        held = 0
+        for lo in range(start_us, end_us, EVENT_SLICE_US):
+            for page in self._event_pages(org_id, lo, min(end_us, lo + EVENT_SLICE_US), batch_rows):
+                pending.append(page)
+                held += page.num_rows
+                if held >= batch_rows:
+                    yield pa.concat_tables(pending)
+                    pending, held = [], 0
+        if held:
+            yield pa.concat_tables(pending)
+
+    def _event_pages(self, org_id: str, lo: int, hi: int, batch_rows: int) -> Iterator[pa.Table]:
+        after: tuple[int, str] | None = None
+        while True:
+            where = "org = ? AND ts >= ? AND ts < ?"
+            params: list[Any] = [org_id, lo, hi]
+            if after is not None:
+                where += " AND (ts, id) > (?, ?)"
+                params.extend(after)
+            sql = (
+                f"SELECT {_EVENT_SELECT} FROM events WHERE {where}"
+                f" ORDER BY ts, id LIMIT {int(batch_rows)}"
+            )
+            table = self._cursor().sql(sql, params=params).to_arrow_table()
+            if table.num_rows:
+                yield table
+            if table.num_rows < batch_rows:
+                return
+            after = (table["ts"][-1].as_py(), table["id"][-1].as_py())
 
     # -- department usage ------------------------------------------------------------------
     def assistant_usage(
