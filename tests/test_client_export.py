@@ -21,7 +21,7 @@ from tests.conftest import ADMIN
 from tests.server import ServerProcess
 
 NOW = "2026-03-15T04:00:00Z"
-START, END = "2026-03-10T00:00:00+08:00", "2026-03-12T00:00:00+08:00"
+START, END = "2026-03-10", "2026-03-12"  # org days, inclusive: 03-13 lies outside
 IDS = [f"x{i}" for i in range(5)]
 
 

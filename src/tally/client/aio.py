@@ -377,8 +377,8 @@ class AsyncTallyClient:
         dataset: str,
         *,
         to: Literal["arrow", "pandas"],
-        start: datetime | date | str | None = None,
-        end: datetime | date | str | None = None,
+        start: date | str,
+        end: date | str,
         format: ExportFormat = "parquet",
     ) -> Any: ...
 
@@ -389,8 +389,8 @@ class AsyncTallyClient:
         dataset: str,
         *,
         to: str | os.PathLike[str],
-        start: datetime | date | str | None = None,
-        end: datetime | date | str | None = None,
+        start: date | str,
+        end: date | str,
         format: ExportFormat = "parquet",
     ) -> Path: ...
 
@@ -400,8 +400,8 @@ class AsyncTallyClient:
         dataset: str,
         *,
         to: str | os.PathLike[str],
-        start: datetime | date | str | None = None,
-        end: datetime | date | str | None = None,
+        start: date | str,
+        end: date | str,
         format: ExportFormat = "parquet",
     ) -> Any:
         """As :meth:`tally.client.TallyClient.export` (the file is written as the body

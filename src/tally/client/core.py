@@ -630,15 +630,17 @@ def send_events(
 ExportFormat = Literal["parquet", "csv"]
 
 
-def export(
-    org: str,
-    dataset: str,
-    start: datetime | date | str | None,
-    end: datetime | date | str | None,
-    fmt: ExportFormat,
-) -> Send:
-    params = clean({"start": optional_instant(start), "end": optional_instant(end), "format": fmt})
+def export(org: str, dataset: str, start: date | str, end: date | str, fmt: ExportFormat) -> Send:
+    """The export of ``dataset`` over the org days ``start`` .. ``end`` (inclusive)."""
+    params = {"start": org_day(start), "end": org_day(end), "format": fmt}
     return Send("GET", org_path(org, "export", dataset), params=params)
+
+
+def org_day(value: date | str) -> str:
+    """An org day as ``YYYY-MM-DD``; a datetime is refused (which zone's day would it be?)."""
+    if isinstance(value, datetime):
+        raise TypeError("export windows are org days: pass a date or 'YYYY-MM-DD', not a datetime")
+    return value.isoformat() if isinstance(value, date) else value
 
 
 def export_file_name(response: httpx.Response, dataset: str, fmt: ExportFormat) -> str:

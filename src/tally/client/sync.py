@@ -357,8 +357,8 @@ class TallyClient:
         dataset: str,
         *,
         to: Literal["arrow", "pandas"],
-        start: datetime | date | str | None = None,
-        end: datetime | date | str | None = None,
+        start: date | str,
+        end: date | str,
         format: ExportFormat = "parquet",
     ) -> Any: ...
 
@@ -369,8 +369,8 @@ class TallyClient:
         dataset: str,
         *,
         to: str | os.PathLike[str],
-        start: datetime | date | str | None = None,
-        end: datetime | date | str | None = None,
+        start: date | str,
+        end: date | str,
         format: ExportFormat = "parquet",
     ) -> Path: ...
 
@@ -380,8 +380,8 @@ class TallyClient:
         dataset: str,
         *,
         to: str | os.PathLike[str],
-        start: datetime | date | str | None = None,
-        end: datetime | date | str | None = None,
+        start: date | str,
+        end: date | str,
         format: ExportFormat = "parquet",
     ) -> Any:
         """``GET /api/v1/orgs/{org}/export/{dataset}``: streamed to the file ``to`` (a
