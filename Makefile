@@ -26,12 +26,14 @@ install-dev: $(VENV)/.dev
 demo: install
 	$(BIN)/tally demo
 
-## Lint, type-check and run every test.
+## Lint, type-check and run every test (two pytest workers, one test file at a time each:
+## a file's module-scoped servers stay in one process; each worker starts its own PostgreSQL
+## and ClickHouse cluster).
 test: install-dev
 	bash scripts/test-deps.sh
 	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 	bash scripts/test-dates.sh $(BIN)/pytest
 
 ## The date-sensitive tests again under faked machine clocks (part of `make test`).

@@ -5,7 +5,6 @@ fixture, the async client, retries on 429, and a server killed in the middle of
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -39,7 +38,7 @@ from tally.client.shapes import (
     WeekCount,
 )
 from tests.conftest import ADMIN
-from tests.server import ServerProcess, free_port
+from tests.server import ServerProcess, free_port, run_coroutine
 
 NOW = "2026-03-15T04:00:00Z"  # 12:00 in Shanghai: T-1 is 2026-03-14
 CST = timezone(timedelta(hours=8))
@@ -449,7 +448,7 @@ def test_async_client_sends_and_reads_the_same(
             listed.extend([*users, *roots])
         return dept, sent, stored, usage, listed, stats, apps
 
-    dept, sent, stored, usage, listed, stats, apps = asyncio.run(scenario())
+    dept, sent, stored, usage, listed, stats, apps = run_coroutine(scenario())
     assert dept.name == "D one"
     assert (sent.accepted, sent.duplicates, sent.rejected, sent.batches) == (5, 1, [], 3)
     assert sorted(stored) == ["g0", "g1", "g2", "g3", "g4"]

@@ -7,7 +7,6 @@ another branch.)"""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import pytest
 
 from tally.client import AsyncTallyClient, TallyAPIError, TallyClient
 from tests.conftest import ADMIN
-from tests.server import ServerProcess
+from tests.server import ServerProcess, run_coroutine
 
 NOW = "2026-03-15T04:00:00Z"
 START, END = "2026-03-10", "2026-03-12"  # org days, inclusive: 03-13 lies outside
@@ -92,7 +91,7 @@ def test_async_export_to_arrow(server: tuple[ServerProcess, str]) -> None:
             table = await tally.export("exp", "events", to="arrow", start=START, end=END)
         return sorted(table.column("id").to_pylist())
 
-    assert asyncio.run(scenario()) == IDS
+    assert run_coroutine(scenario()) == IDS
 
 
 def test_export_errors_are_problem_details(server: tuple[ServerProcess, str]) -> None:
